@@ -1,0 +1,216 @@
+"""The `digitrec` command: a thin shell over the package's functions.
+
+Every subcommand turns flags into a function call; every DigitrecError becomes one line on stderr
+and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from digitrec.errors import DigitrecError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default=None, help="mnist (default) or fashion-mnist")
+    parser.add_argument("--data", metavar="DIR", help="a folder with the four MNIST-format IDX files")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """Every hyper-parameter; unset flags keep the preset's recipe (None)."""
+    group = parser.add_argument_group("training settings (default: the model preset's recipe)")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--test-batch-size", type=int)
+    group.add_argument("--optimizer", help="sgd, nesterov, adam, adamw or adadelta")
+    group.add_argument("--lr", type=float, help="learning rate (the peak one for --schedule onecycle)")
+    group.add_argument("--momentum", type=float)
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--schedule", help="none, onecycle or step")
+    group.add_argument("--gamma", type=float, help="learning-rate factor per epoch for --schedule step")
+    group.add_argument("--label-smoothing", type=float)
+    group.add_argument("--augment", help="none or affine (random rotation, scale, shear and shift)")
+    group.add_argument("--ema", type=float, help="decay of a moving average of the weights, e.g. 0.999; 0 is off")
+    group.add_argument("--seed", type=int)
+    group.add_argument("--log-interval", type=int, help="batches between log lines")
+    group.add_argument("--checkpoint-every", type=positive_int, help="also save every N batches")
+    group.add_argument("--eval-every", type=positive_int, help="test every N batches inside an epoch")
+    group.add_argument("--target-accuracy", type=float, help="stop once the test accuracy reaches this, e.g. 0.99")
+    group.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
+    group.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    group.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+
+
+TRAINING_KEYS = ("epochs", "batch_size", "test_batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                 "schedule", "gamma", "label_smoothing", "augment", "ema", "seed", "log_interval",
+                 "checkpoint_every", "eval_every", "target_accuracy", "train_subset", "device", "threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitrec", description="Learn to read handwritten digits, then read them.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model (default: the lab's tutorial recipe)")
+    train.add_argument("--model", default="tutorial", help="preset: tutorial, mlp, fast or best")
+    train.add_argument("--out", metavar="DIR", help="run folder (default: runs/MODEL, numbered if taken)")
+    train.add_argument("--force", action="store_true", help="start again in a run folder that holds a run")
+    train.add_argument("--no-plots", action="store_true", help="skip the PNG plots at the end")
+    add_data_flags(train)
+    add_training_flags(train)
+
+    resume = commands.add_parser("resume", help="continue a run from its checkpoint")
+    resume.add_argument("run", metavar="RUN", help="run folder")
+    resume.add_argument("--epochs", type=int, help="train up to this many epochs in all")
+    resume.add_argument("--data", metavar="DIR", help="where the run's data is now, if it moved")
+    resume.add_argument("--no-plots", action="store_true")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on the test split")
+    evaluate.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_data_flags(evaluate)
+
+    plot = commands.add_parser("plot", help="redraw a run's samples.png, loss.png and predictions.png")
+    plot.add_argument("run", metavar="RUN")
+    add_data_flags(plot)
+
+    commands.add_parser("models", help="list the model presets")
+
+    data = commands.add_parser("data", help="find (or download) a data set and describe it")
+    add_data_flags(data)
+    return parser
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from digitrec.training import check_run_dir, default_run_dir, make_config, train
+
+    config = make_config(args.model, dataset=args.dataset, data_dir=args.data,
+                         **{key: getattr(args, key) for key in TRAINING_KEYS})
+    run_dir = Path(args.out) if args.out else default_run_dir(args.model)
+    check_run_dir(run_dir, args.force)
+    data = _load_data(config.dataset, config.data_dir)
+    print(f"Training {config.model} on {data.name} ({len(data.train_images):,} train, "
+          f"{len(data.test_images):,} test) into {run_dir}", flush=True)
+    final = train(config, run_dir, data=data, log=_print)
+    return _finish(run_dir, final, data, args.no_plots)
+
+
+def command_resume(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import Checkpoint
+    from digitrec.training import resume
+
+    stored = Checkpoint.load(args.run)
+    data = _load_data(stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
+    final = resume(args.run, epochs=args.epochs, data_dir=args.data, log=_print, data=data)
+    return _finish(Path(args.run), final, data, args.no_plots)
+
+
+def _finish(run_dir: Path, final, data, no_plots: bool) -> int:
+    if not no_plots:
+        from digitrec.plots import draw_run_plots
+
+        paths = draw_run_plots(run_dir, data)
+        print("Plots: " + ", ".join(str(path) for path in paths))
+    test = final.history["test"][-1]
+    print(f"Final test accuracy after {final.epoch} epochs: {100 * test[3]:.2f}% "
+          f"(loss {test[2]:.4f}, {final.seconds:.1f} s of training); run folder: {run_dir}")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import load_model
+    from digitrec.evaluation import evaluate
+
+    loaded = load_model(args.model)
+    data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
+    result = evaluate(loaded, data)
+    if args.json:
+        print(json.dumps({"model": loaded.name, "source": loaded.source, "dataset": data.name, **result.summary()}))
+        return 0
+    print(f"{loaded.name} from {loaded.source} on {data.name} test ({result.total:,} images)")
+    print(f"Average loss: {result.loss:.4f}   Accuracy: {result.correct}/{result.total} ({100 * result.accuracy:.2f}%)")
+    print("Per class: " + "  ".join(f"{name}: {100 * value:.1f}%" for name, value in result.per_class.items()))
+    return 0
+
+
+def command_plot(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import Checkpoint
+    from digitrec.plots import draw_run_plots
+
+    stored = Checkpoint.load(args.run)
+    data = _load_data(args.dataset or stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
+    for path in draw_run_plots(args.run, data):
+        print(path)
+    return 0
+
+
+def command_models(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import pretrained_path
+    from digitrec.models import PRESETS, build_model, count_parameters
+
+    print(f"{'model':<10} {'parameters':>10}  {'shipped weights':<16} description")
+    for name, preset in PRESETS.items():
+        shipped = "yes" if pretrained_path(name) else "-"
+        print(f"{name:<10} {count_parameters(build_model(name)):>10,}  {shipped:<16} {preset.description}")
+    return 0
+
+
+def command_data(args: argparse.Namespace) -> int:
+    data = _load_data(args.dataset or "mnist", args.data)
+    print(f"{data.name} in {data.folder}")
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        counts = labels.bincount(minlength=len(data.classes)).tolist()
+        print(f"  {split}: {tuple(images.shape)} uint8, labels per class {counts}")
+    print(f"  normalisation: mean {data.mean}, std {data.std}")
+    for name, digest in data.checksums.items():
+        print(f"  sha256 {digest}  {name}")
+    return 0
+
+
+def _load_data(name: str | None, folder: str | None):
+    from digitrec.data import load_dataset
+
+    return load_dataset(name or "mnist", folder)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+COMMANDS = {"train": command_train, "resume": command_resume, "evaluate": command_evaluate,
+            "plot": command_plot, "models": command_models, "data": command_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from digitrec.training import Interrupted
+
+    try:
+        return COMMANDS[args.command](args)
+    except DigitrecError as error:
+        print(f"digitrec: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Interrupted as stop:
+        print(f"digitrec: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("digitrec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The one exception type a user ever sees, and atomic file writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+class DigitrecError(Exception):
+    """A problem with the user's input or environment: the message says what and what to do.
+
+    The CLI prints it as one line and exits non-zero; the server turns it into a 4xx.
+    """
+
+
+class InputTooLarge(DigitrecError):
+    """An upload or image over a size limit (the server answers 413)."""
+
+
+class UnsupportedInput(DigitrecError):
+    """Input that is not what was expected: not an image, an empty drawing (the server answers 400 or 415)."""
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) -> Path:
+    """Write `path` so that a crash at any moment leaves either the old file or the new one.
+
+    `write` is the content, or a function that writes a file at the temporary path it is given.
+    The temporary file sits in the same folder, so the final rename is atomic on POSIX.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    temporary_path = Path(temporary)
+    try:
+        if callable(write):
+            write(temporary_path)
+        else:
+            temporary_path.write_bytes(write.encode() if isinstance(write, str) else write)
+        with open(temporary_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary_path, path)
+    except OSError as error:
+        temporary_path.unlink(missing_ok=True)
+        raise DigitrecError(f"could not write {path}: {error.strerror or error}; "
+                            "check that the folder is writable and the disk is not full") from error
+    except BaseException:
+        temporary_path.unlink(missing_ok=True)
+        raise
+    return path
