@@ -1,0 +1,63 @@
+"""Fixtures shared by the whole suite: the real MNIST, a quickly trained model, tiny IDX data sets."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitrec.data import FILES, Dataset, load_dataset
+
+MNIST = os.environ.get("DIGITREC_DATA")
+
+
+def write_idx(path: Path, tensor: torch.Tensor, compress: bool = True) -> Path:
+    """An IDX file of unsigned bytes: the format's own header, then the raw data."""
+    header = bytes([0, 0, 0x08, tensor.dim()]) + b"".join(size.to_bytes(4, "big") for size in tensor.shape)
+    payload = header + tensor.to(torch.uint8).contiguous().numpy().tobytes()
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+    return path
+
+
+def write_idx_dataset(folder: Path, train: int = 200, test: int = 100, seed: int = 0, compress: bool = True) -> Path:
+    """A tiny MNIST-format data set whose classes are learnable: each digit is a bright bar at its own row."""
+    generator = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", train), ("test", test)):
+        labels = torch.arange(count) % 10
+        images = torch.randint(0, 40, (count, 28, 28), generator=generator)
+        rows = 4 + 2 * labels
+        images[torch.arange(count), rows] = 255
+        suffix = ".gz" if compress else ""
+        write_idx(folder / f"{FILES[f'{split}_images']}{suffix}", images, compress)
+        write_idx(folder / f"{FILES[f'{split}_labels']}{suffix}", labels, compress)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist() -> Dataset:
+    if not MNIST:
+        pytest.skip("set DIGITREC_DATA to the folder with the real MNIST (make test does it in CI)")
+    return load_dataset("mnist", MNIST)
+
+
+@pytest.fixture(scope="session")
+def fast_run(mnist: Dataset, tmp_path_factory) -> Path:
+    """A `fast` model trained for a few seconds on 12,000 real images (about 96% test accuracy)."""
+    from digitrec.training import make_config, train
+
+    run_dir = tmp_path_factory.mktemp("fast-run")
+    train(make_config("fast", train_subset=12000, epochs=1, data_dir=MNIST), run_dir, data=mnist,
+          log=lambda line: None, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def quick_model(fast_run: Path):
+    """The shipped `best` weights when the package has them, else the quick `fast` run."""
+    from digitrec.checkpoint import load_model, pretrained_path
+
+    return load_model("best" if pretrained_path("best") else fast_run)
