@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -61,3 +63,51 @@ def quick_model(fast_run: Path):
     from digitrec.checkpoint import load_model, pretrained_path
 
     return load_model("best" if pretrained_path("best") else fast_run)
+
+
+def picture_of_digits(digits: list[torch.Tensor], size: tuple[int, int] = (600, 200)) -> bytes:
+    """A PNG of MNIST digits (28x28 uint8) written in a row, dark ink on light paper, as a person would."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    width, height = size
+    side = min(height * 3 // 4, width // (len(digits) + 1))
+    paper = torch.full((height, width), 235, dtype=torch.uint8)
+    top = (height - side) // 2
+    for index, digit in enumerate(digits):
+        ink = torch.from_numpy(np.array(Image.fromarray(255 - digit.numpy()).resize((side, side), Image.Resampling.BILINEAR)))
+        left = (index + 1) * width // (len(digits) + 1) - side // 2
+        region = paper[top:top + side, left:left + side]
+        region.copy_(torch.minimum(region, ink))
+    buffer = BytesIO()
+    Image.fromarray(paper.numpy()).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """An ASGI app on uvicorn in a background thread, on a free loopback port: yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start within 30 s")
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()

@@ -6,9 +6,12 @@ files are safetensors, so a file handed to digitrec can hold numbers but never c
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import pickle
-import zipfile
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -40,7 +43,11 @@ class Checkpoint:
     seconds: float = 0.0  # training time so far
 
     def save(self, path: str | Path) -> Path:
-        return write_atomic(path, lambda temporary: torch.save(asdict(self), temporary))
+        # Serialised in memory first: torch.save straight to a file on a full disk fails with an
+        # obscure RuntimeError, while write_atomic turns the OSError into a clear message.
+        buffer = io.BytesIO()
+        torch.save(asdict(self), buffer)
+        return write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "Checkpoint":
@@ -48,22 +55,83 @@ class Checkpoint:
         if path.is_dir():
             path = path / CHECKPOINT_NAME
         if not path.is_file():
+            if (path.parent / "config.json").is_file():
+                raise DigitrecError(f"the run in {path.parent} stopped before its first checkpoint, so there is "
+                                    f"nothing to resume; start it again with 'digitrec train --out {path.parent}'")
             raise DigitrecError(f"no checkpoint at {path}; give a run folder made by 'digitrec train' or its checkpoint.pt")
         stored = _torch_load(path)
         if not isinstance(stored, dict) or not {"config", "model", "optimizer"} <= stored.keys():
             raise DigitrecError(f"{path} is not a digitrec checkpoint (it lacks config, model or optimizer)")
+        problems = _checkpoint_problems(stored)
+        if problems:
+            raise DigitrecError(f"{path} is not a valid digitrec checkpoint: {'; '.join(problems)}; "
+                                "use an earlier copy or train again")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in stored.items() if key in known})
 
 
+# What each field of a stored checkpoint must be, so a damaged or crafted file fails here, clearly.
+FIELD_TYPES = {"config": dict, "model": dict, "optimizer": dict, "scheduler": (dict, type(None)),
+               "ema": (dict, type(None)), "epoch": int, "batch": int, "step": int, "rng": dict,
+               "history": dict, "data": dict, "seconds": (int, float)}
+
+
+def _checkpoint_problems(stored: dict) -> list[str]:
+    problems = [f"{key} is a {type(stored[key]).__name__}" for key, kind in FIELD_TYPES.items()
+                if key in stored and not isinstance(stored[key], kind)]
+    if problems:
+        return problems
+    name = stored["config"].get("model")
+    if not isinstance(name, str) or name not in PRESETS:
+        problems.append(f"its model {name!r} is not one of {', '.join(PRESETS)}")
+    for key in ("model", "ema"):
+        state = stored.get(key) or {}
+        if not all(isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in state.items()):
+            problems.append(f"{key} holds something other than named tensors")
+    if not all(isinstance(value, torch.Tensor) for value in stored.get("rng", {}).values()):
+        problems.append("rng holds something other than random-generator states")
+    history = stored.get("history", {})
+    if not all(isinstance(history.get(split), list) for split in ("train", "test")):
+        problems.append("history lacks its train and test lists")
+    if any(stored.get(key, 0) < 0 for key in ("epoch", "batch", "step")):
+        problems.append("its epoch, batch or step count is negative")
+    data = stored.get("data", {})
+    try:
+        _normalisation(data.get("mean"), data.get("std"), data.get("classes"))
+    except ValueError as error:
+        problems.append(str(error))
+    return problems
+
+
+def _normalisation(mean, std, classes) -> tuple[float, float, tuple[str, ...]]:
+    """mean, std and class names as stored in a model file, checked: ValueError says what is wrong."""
+    try:
+        mean, std = float(mean), float(std)
+    except (TypeError, ValueError):
+        raise ValueError(f"its normalisation (mean {mean!r}, std {std!r}) is not two numbers") from None
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise ValueError(f"its normalisation (mean {mean}, std {std}) needs finite numbers and a positive std")
+    if not (isinstance(classes, (list, tuple)) and classes and all(isinstance(name, str) for name in classes)):
+        raise ValueError(f"its class names {str(classes)[:80]} are not a list of strings")
+    return mean, std, tuple(classes)
+
+
 def _torch_load(path: Path):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols would bury the one clear message
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise DigitrecError(f"refused to load {path}: it holds Python objects other than tensors and plain "
-                            "values, which could run code; only load files digitrec wrote") from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise DigitrecError(f"{path} is corrupt or truncated ({str(error).splitlines()[0][:200]}); "
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        if found:
+            raise DigitrecError(f"refused to load {path}: it holds Python objects ({found.group(1)}) other than "
+                                "tensors and plain values, which could run code; only load files digitrec wrote") from error
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))  # e.g. an opcode the safe reader refuses
+        raise DigitrecError(f"refused to load {path}: it is damaged or not a file digitrec wrote "
+                            f"({detail.group(1) if detail else 'unreadable'}); use an earlier copy or train again") from error
+    except Exception as error:  # damaged bytes fail torch's reader in many ways (fuzzing found KeyError too)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]  # an empty file: bare EOFError
+        raise DigitrecError(f"{path} is corrupt or truncated ({reason}); "
                             "use an earlier copy or train again") from error
 
 
@@ -83,27 +151,32 @@ class LoadedModel:
 def load_state(model: nn.Module, state: dict, source: str | Path) -> None:
     """Load weights, naming the expected and found shapes when the architecture does not match."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = [f"{key} {tuple(expected[key].shape)}" for key in expected if key not in state]
+    unexpected = [f"{key} {tuple(state[key].shape)}" for key in state if key not in expected]
     wrong = [f"{key}: expected {tuple(expected[key].shape)}, found {tuple(state[key].shape)}"
              for key in expected if key in state and expected[key].shape != state[key].shape]
     if missing or unexpected or wrong:
         details = "; ".join(filter(None, [
-            "missing " + ", ".join(missing[:5]) if missing else "",
-            "unexpected " + ", ".join(unexpected[:5]) if unexpected else "",
-            *wrong[:5]]))
+            "missing (expected but not found) " + _first(missing) if missing else "",
+            "unexpected (found but not expected) " + _first(unexpected) if unexpected else "",
+            _first(wrong, "; ")]))
         raise DigitrecError(f"{source} does not fit the {type(model).__name__} architecture: {details}")
     model.load_state_dict(state)
 
 
+def _first(items: list[str], separator: str = ", ", count: int = 5) -> str:
+    more = f"{separator}and {len(items) - count} more" if len(items) > count else ""
+    return separator.join(items[:count]) + more
+
+
 def save_weights(path: str | Path, model_name: str, model: nn.Module, data: dict, metadata: dict | None = None) -> Path:
     """Write a model as safetensors with its preset, normalisation and classes in the header."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     header = {"model": model_name, "mean": str(data["mean"]), "std": str(data["std"]),
               "classes": json.dumps(list(data["classes"])), **{k: str(v) for k, v in (metadata or {}).items()}}
     state = {key: value.contiguous() for key, value in model.state_dict().items()}
-    return write_atomic(path, lambda temporary: save_file(state, str(temporary), metadata=header))
+    return write_atomic(path, save(state, metadata=header))  # bytes first, as in Checkpoint.save
 
 
 def _load_safetensors(path: Path) -> LoadedModel:
@@ -119,10 +192,17 @@ def _load_safetensors(path: Path) -> LoadedModel:
     if name not in PRESETS:
         raise DigitrecError(f"{path} does not say which model it holds (metadata 'model' is {name!r}); "
                             f"expected one of {', '.join(PRESETS)}")
+    try:
+        classes = json.loads(header.get("classes") or "null")
+    except ValueError:
+        classes = header["classes"]  # not JSON: _normalisation names it below
+    try:
+        mean, std, classes = _normalisation(header.get("mean"), header.get("std"), classes)
+    except ValueError as error:
+        raise DigitrecError(f"{path} lacks what inference needs: {error}") from None
     model = build_model(name)
     load_state(model, state, path)
-    return LoadedModel(model.eval(), name, float(header["mean"]), float(header["std"]),
-                       tuple(json.loads(header["classes"])), str(path), header)
+    return LoadedModel(model.eval(), name, mean, std, classes, str(path), header)
 
 
 def _from_checkpoint(checkpoint: Checkpoint, source: str, use_ema: bool = True) -> LoadedModel:

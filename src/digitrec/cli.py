@@ -91,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="find (or download) a data set and describe it")
     add_data_flags(data)
+
+    report = commands.add_parser("report", help="write a run's evaluation report: report.html and metrics.json")
+    report.add_argument("run", metavar="RUN", help="run folder")
+    report.add_argument("--out", metavar="DIR", help="where to write them (default: the run folder)")
+    add_data_flags(report)
+
+    compare = commands.add_parser("compare", help="compare runs: a table and one figure of their curves")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders")
+    compare.add_argument("--out", metavar="FILE", default="compare.png", help="the figure (default: compare.png)")
+
+    serve = commands.add_parser("serve", help="the HTTP API and the draw-a-digit web page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="run folder, checkpoint.pt, .safetensors or preset (default: shipped best)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model")
+    serve.add_argument("--threads", type=int, help="reading threads per process (default: cores / workers)")
+    serve.add_argument("--queue", type=int, help="requests that may wait for a thread before 503 (default 32)")
+    serve.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body accepted (default 10 MB)")
     return parser
 
 
@@ -103,7 +121,7 @@ def command_train(args: argparse.Namespace) -> int:
     check_run_dir(run_dir, args.force)
     data = _load_data(config.dataset, config.data_dir)
     print(f"Training {config.model} on {data.name} ({len(data.train_images):,} train, "
-          f"{len(data.test_images):,} test) into {run_dir}", flush=True)
+          f"{len(data.test_images):,} test) into {run_dir}; classes: {', '.join(data.classes)}", flush=True)
     final = train(config, run_dir, data=data, log=_print)
     return _finish(run_dir, final, data, args.no_plots)
 
@@ -181,6 +199,37 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    from digitrec.server import serve
+
+    limits = {key: getattr(args, key) for key in ("threads", "queue", "max_body") if getattr(args, key) is not None}
+    serve(args.model, host=args.host, port=args.port, workers=args.workers, log=_print, **limits)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import Checkpoint
+    from digitrec.report import write_report
+
+    stored = Checkpoint.load(args.run)
+    data = _load_data(args.dataset or stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
+    report = write_report(args.run, data, args.out)
+    metrics = report.metrics
+    print(f"{metrics['model']} on {metrics['dataset']}: accuracy {100 * metrics['accuracy']:.2f}%, "
+          f"loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['calibration']['ece']:.4f}")
+    print(f"Report: {report.html}\nMetrics: {report.metrics_path}")
+    return 0
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    from digitrec.report import compare_runs, format_table
+
+    rows = compare_runs(args.runs, args.out)
+    print(format_table(rows))
+    print(f"Figure: {args.out}")
+    return 0
+
+
 def _load_data(name: str | None, folder: str | None):
     from digitrec.data import load_dataset
 
@@ -192,7 +241,9 @@ def _print(line: str) -> None:
 
 
 COMMANDS = {"train": command_train, "resume": command_resume, "evaluate": command_evaluate,
-            "plot": command_plot, "models": command_models, "data": command_data}
+            "plot": command_plot, "models": command_models, "data": command_data,
+            "report": command_report, "compare": command_compare,
+            "serve": command_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

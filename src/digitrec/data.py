@@ -20,6 +20,7 @@ import torch
 from digitrec.errors import DigitrecError, write_atomic
 
 IDX_TYPES = {0x08: torch.uint8}  # MNIST-format data sets only use unsigned bytes
+IMAGE_SIZE = (28, 28)  # every MNIST-format data set's, and what every model reads
 MAX_IDX_BYTES = 2**31  # far above any MNIST-format data set; stops a hostile header's huge allocation
 READ_CHUNK = 1 << 20
 
@@ -88,7 +89,11 @@ class Dataset:
 
     @property
     def std(self) -> float:
-        return round(self.train_images.float().std().item() / 255, 4)
+        std = round(self.train_images.float().std().item() / 255, 4)
+        if not std > 0:  # also NaN, from a single image
+            raise DigitrecError(f"the training images in {self.folder} are all one flat shade (pixel std {std}); "
+                                "there is nothing to learn from them")
+        return std
 
 
 def _read_limited(handle, size: int, path: Path) -> bytearray:
@@ -270,9 +275,10 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, allow_
                                 f"{files[f'{split}_labels'].name} has {len(labels):,} labels; they must match")
         if len(labels) and labels.max().item() > 9:
             raise DigitrecError(f"{files[f'{split}_labels']} has label {labels.max().item()}; labels must be 0-9")
-    if tensors["train_images"].shape[1:] != tensors["test_images"].shape[1:]:
-        raise DigitrecError("training and test images differ in size: "
-                            f"{tuple(tensors['train_images'].shape[1:])} vs {tuple(tensors['test_images'].shape[1:])}")
+    for key in ("train_images", "test_images"):
+        if tuple(tensors[key].shape[1:]) != IMAGE_SIZE:
+            raise DigitrecError(f"{files[key]} holds images of {'x'.join(map(str, tensors[key].shape[1:]))} pixels; "
+                                "digitrec reads 28x28 images, the size of every MNIST-format data set")
     info = DATASETS.get(name)
     folder = next(iter(files.values())).parent
     return Dataset(

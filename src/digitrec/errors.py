@@ -30,11 +30,12 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) 
     The temporary file sits in the same folder, so the final rename is atomic on POSIX.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    temporary_path = Path(temporary)
+    temporary_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(descriptor)
+        temporary_path = Path(temporary)
         if callable(write):
             write(temporary_path)
         else:
@@ -42,11 +43,26 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) 
         with open(temporary_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary_path, path)
+        _fsync_folder(path.parent)
     except OSError as error:
-        temporary_path.unlink(missing_ok=True)
+        if temporary_path is not None:
+            temporary_path.unlink(missing_ok=True)
         raise DigitrecError(f"could not write {path}: {error.strerror or error}; "
                             "check that the folder is writable and the disk is not full") from error
     except BaseException:
-        temporary_path.unlink(missing_ok=True)
+        if temporary_path is not None:
+            temporary_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename is an entry in the folder: without this a power cut could still lose it.
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        pass  # not every system can open or fsync a folder; the rename is atomic all the same

@@ -97,7 +97,7 @@ PRESETS: dict[str, Preset] = {
         epochs=1, batch_size=256, optimizer="adam", lr=0.01, schedule="onecycle",
         label_smoothing=0.1, log_interval=50)),
     "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.7%", dict(
-        epochs=30, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
+        epochs=20, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
         schedule="onecycle", label_smoothing=0.1, augment="affine", ema=0.999, log_interval=100)),
 }
 
@@ -112,7 +112,8 @@ def build_model(name: str) -> nn.Module:
 def classify(model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 1000) -> torch.Tensor:
     """Log-probabilities (N, 10) for uint8 images (N, H, W), in batches, with the model in eval mode."""
     model.eval()
-    device = next(model.parameters()).device
+    parameter = next(model.parameters(), None)  # None: a runtime session (export.OnnxModel), fed on the CPU
+    device = parameter.device if parameter is not None else torch.device("cpu")
     outputs = [model(normalize(images[start:start + batch_size].to(device), mean, std)).float()
                for start in range(0, len(images), batch_size)]
     return torch.cat(outputs) if outputs else torch.empty(0, 10)

@@ -1,0 +1,249 @@
+"""Load test of `digitrec serve` on loopback: how many readings a second, how fast, and what overload does.
+
+Starts the server as a subprocess, then runs bounded phases (each at most --seconds and a fixed count):
+single 28x28 MNIST PNGs as fast as N clients go, the same at a fixed offered rate (--rate) and at
+twice it, and 600x200 photos of numbers. The baseline is the same reading called in process, in one
+thread, with no HTTP. Latency is measured from when a request was due, so a slow server cannot hide
+its queue by slowing the clients down.
+
+    python benchmarks/serve_load.py [--model RUN] [--rate 500] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_photos import number_photo  # noqa: E402  (the photo generator of the reading benchmark)
+from markdown import table, write_section  # noqa: E402
+
+HOST = "127.0.0.1"  # loopback only: this benchmark never sends traffic anywhere else
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)  # seconds, of 200 answers
+    statuses: Counter = field(default_factory=Counter)  # HTTP status, or "connection error"
+    seconds: float = 0.0
+
+    @property
+    def answered(self) -> int:
+        return self.statuses[200]
+
+    def percentile(self, q: float) -> float:
+        return 1000 * float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+    def row(self, baseline: float | None) -> list:
+        rate = self.answered / self.seconds if self.seconds else 0.0
+        other = {str(key): count for key, count in sorted(self.statuses.items(), key=str) if key != 200}
+        server_errors = sum(count for key, count in self.statuses.items() if key != 503 and str(key)[0] in "5c")
+        return [self.name, f"{sum(self.statuses.values()):,}", f"{rate:,.0f}",
+                f"{rate / baseline:.2f}x" if baseline else "1.00x",
+                f"{self.percentile(50):.1f}", f"{self.percentile(99):.1f}",
+                ", ".join(f"{key}: {count}" for key, count in other.items()) or "none", server_errors]
+
+
+def mnist_pngs(data_dir: str | None, count: int) -> list[bytes]:
+    from digitrec.data import load_dataset
+
+    images = load_dataset("mnist", data_dir).test_images[:count].numpy()
+    encoded = []
+    for image in images:
+        buffer = BytesIO()
+        Image.fromarray(image).save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def number_photos(data_dir: str | None, count: int) -> list[bytes]:
+    from digitrec.data import load_dataset
+
+    data = load_dataset("mnist", data_dir)
+    images, labels = data.test_images.numpy(), data.test_labels.numpy()
+    return [number_photo(images, labels, np.random.default_rng([7, k]), length=4, size=(600, 200)).data
+            for k in range(count)]
+
+
+def request_bytes(path: str, body: bytes, content_type: str) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def exchange(connection: list, port: int, request: bytes) -> int:
+    """One request on a kept-alive connection (reopened when the server closed it): its status."""
+    if connection[0] is None:
+        connection[:] = await asyncio.open_connection(HOST, port)
+    reader, writer = connection
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+    await reader.readexactly(int(headers.get("content-length", 0)))
+    if headers.get("connection", "").lower() == "close":
+        writer.close()
+        connection[:] = [None, None]
+    return int(lines[0].split()[1])
+
+
+async def run_phase(phase: Phase, port: int, requests: list[bytes], clients: int, count: int,
+                    seconds: float, rate: float | None) -> Phase:
+    """`clients` connections; with `rate`, request i is due at i / rate (open loop), else as soon as possible."""
+    start = time.perf_counter()
+    deadline = start + seconds
+    next_index = 0
+
+    async def client() -> None:
+        nonlocal next_index
+        connection = [None, None]
+        while True:
+            index = next_index
+            next_index += 1
+            due = start + index / rate if rate else time.perf_counter()
+            if index >= count or due >= deadline:
+                break
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                status = await exchange(connection, port, requests[index % len(requests)])
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                status = "connection error"
+                connection = [None, None]
+            phase.statuses[status] += 1
+            if status == 200:
+                phase.latencies.append(time.perf_counter() - due)
+        if connection[1] is not None:
+            connection[1].close()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    phase.seconds = time.perf_counter() - start
+    return phase
+
+
+def in_process(name: str, sources: list[bytes], loaded, single: bool, count: int, seconds: float) -> Phase:
+    """The baseline: decode and read in this process, one image after another, no HTTP."""
+    from digitrec.predict import read_image
+    from digitrec.preprocess import decode_image
+
+    phase = Phase(name)
+    start = time.perf_counter()
+    for index in range(count):
+        began = time.perf_counter()
+        if began - start >= seconds:
+            break
+        read_image(decode_image(sources[index % len(sources)]), loaded, single=single)
+        phase.latencies.append(time.perf_counter() - began)
+        phase.statuses[200] += 1
+    phase.seconds = time.perf_counter() - start
+    return phase
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def start_server(model: str | None, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    command = [sys.executable, "-m", "digitrec", "serve", "--host", HOST, "--port", str(port),
+               "--workers", str(workers), *(["--model", model] if model else [])]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(600):
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stderr.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=1):
+                return server, port
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the server did not answer /health within 60 s")
+
+
+def alive(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="run folder or weights (default: the shipped best weights)")
+    parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
+    parser.add_argument("--rate", type=float, default=500, help="offered single-digit requests per second")
+    parser.add_argument("--seconds", type=float, default=8, help="longest time for each phase")
+    parser.add_argument("--clients", type=int, default=32, help="connections for the single-digit phases")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes to try")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args()
+
+    from digitrec.checkpoint import load_model
+    from digitrec.predict import default_model
+
+    digits = mnist_pngs(args.data, 1000)
+    photos = number_photos(args.data, 50)
+    loaded = load_model(args.model) if args.model else default_model()
+    limit = int(args.rate * args.seconds * 2)
+    single = [request_bytes("/api/predict?single=true", png, "image/png") for png in digits]
+    photo = [request_bytes("/api/predict", jpeg, "image/jpeg") for jpeg in photos]
+
+    rows, notes = [], []
+    baseline = in_process("in process, 1 thread, no HTTP (baseline)", digits, loaded, True, limit, args.seconds)
+    photo_baseline = in_process("in process, 1 thread, no HTTP (baseline)", photos, loaded, False, limit, args.seconds)
+    base_rate = baseline.answered / baseline.seconds
+    photo_rate = photo_baseline.answered / photo_baseline.seconds
+    rows.append(["28x28 digit", *baseline.row(None)])
+    for workers in args.workers:
+        server, port = start_server(args.model, workers)
+        try:
+            label = f"serve --workers {workers}"
+            phases = [
+                run_phase(Phase(f"{label}: {args.clients} clients flat out"), port, single, args.clients, limit,
+                          args.seconds, None),
+                run_phase(Phase(f"{label}: offered {args.rate:.0f}/s"), port, single, args.clients * 2, limit,
+                          args.seconds, args.rate),
+                run_phase(Phase(f"{label}: offered {2 * args.rate:.0f}/s (twice)"), port, single,
+                          args.clients * 4, limit * 2, args.seconds, 2 * args.rate),
+            ]
+            for phase in phases:
+                result = asyncio.run(phase)
+                rows.append(["28x28 digit", *result.row(base_rate)])
+                print(rows[-1], flush=True)
+            photo_phase = asyncio.run(run_phase(Phase(f"{label}: 8 clients flat out"), port, photo, 8, limit,
+                                                args.seconds, None))
+            rows.append(["600x200 photo, 4 digits", *photo_phase.row(photo_rate)])
+            notes.append(f"`--workers {workers}`: server {'still answering' if alive(port) else 'DOWN'} "
+                         "after the overload phase.")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    rows.append(["600x200 photo, 4 digits", *photo_baseline.row(None)])
+
+    header = ["request", "phase", "requests", "answered/s", "vs baseline", "p50 ms", "p99 ms",
+              "other answers", "5xx but 503"]
+    body = (f"Model `{loaded.name}` from `{Path(loaded.source).name}`. Goal: at least {args.rate:.0f} "
+            f"single-digit readings/s with p99 under 50 ms and no errors; at twice that offered load, "
+            f"no crash and no 5xx but 503 (busy).\n\n{table(header, rows)}\n\n" + "\n".join(f"- {n}" for n in notes))
+    print(body)
+    if not args.no_write:
+        write_section("serve_load", "Serving under load (`digitrec serve`)", body)
+
+
+if __name__ == "__main__":
+    main()

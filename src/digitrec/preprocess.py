@@ -1,0 +1,233 @@
+"""From a real picture to MNIST-style 28x28 digits, the way MNIST itself was made.
+
+A picture goes through: decode to grayscale -> even out the light and decide which side is ink ->
+a two-level (hysteresis) threshold -> connected components, merged into digits and ordered left to
+right -> each digit cropped at full resolution, its longest side scaled to 20 px with anti-aliasing,
+padded to 28x28 and centred by centre of mass. Everything is whole-array numpy, scipy.ndimage and
+Pillow work, so a picture takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
+
+MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
+WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
+BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
+MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
+NOISE_SIGMAS = 6.0  # and stands out of the paper's noise by this many standard deviations
+SPECK_FRACTION = 0.02  # pieces smaller than this share of the largest one are dust or noise
+MERGE_OVERLAP = 0.5  # pieces sharing this much of the narrower one's width belong to one digit
+SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
+DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
+
+
+@dataclass
+class Segment:
+    """One digit as the network wants it, and where it was in the picture."""
+
+    image: torch.Tensor  # (28, 28) uint8, white on black, centred by mass
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels (x1, y1 exclusive)
+
+
+def decode_image(source: bytes | str | Path) -> Image.Image:
+    """Any picture Pillow reads (file path or bytes) as an upright grayscale "L" image."""
+    name = "the upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        handle = io.BytesIO(source)
+    else:
+        try:
+            handle = io.BytesIO(Path(source).read_bytes())
+        except IsADirectoryError:
+            raise DigitrecError(f"{name} is a folder; give a picture file") from None
+        except OSError as error:
+            raise DigitrecError(f"cannot read {name}: {error.strerror or error}") from error
+    if not handle.getbuffer().nbytes:
+        raise UnsupportedInput(f"{name} is empty (0 bytes); give a picture file such as a PNG or JPEG")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about big pictures; MAX_PIXELS below says no more clearly.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise InputTooLarge(f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS:,} digitrec "
+                                "reads; scale it down or crop it to the digits")
+        image.load()  # the first frame of an animation
+        return _to_grayscale(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise InputTooLarge(f"{name} is too large to decode ({error}); scale it down or crop it") from error
+    except UnidentifiedImageError:
+        raise UnsupportedInput(f"{name} is not a picture digitrec can read; give a PNG, JPEG, GIF, BMP, "
+                               "WebP or TIFF file") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        raise UnsupportedInput(f"{name} is a damaged or truncated picture ({error}); "
+                               "save or download it again") from error
+
+
+def _to_grayscale(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        # Deeper than 8 bits: scale the format's range (16-bit for anything above 255) down to bytes.
+        values = np.asarray(image, dtype=np.float32)
+        top = max(float(values.max(initial=0)), 1.0)
+        top = 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
+        return Image.fromarray((values.clip(0, top) * (255 / top)).round().astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+    if "A" in image.getbands():
+        gray, alpha = (np.asarray(band, dtype=np.float32) for band in image.convert("LA").split())
+        if alpha.min() < 255:
+            # A drawing canvas: strokes on transparency. Put them on the background that shows
+            # them, as the page around the canvas did: white under dark strokes, black under light.
+            weight = alpha / 255
+            stroke = float((gray * weight).sum() / max(weight.sum(), 1.0))
+            background = 255.0 if stroke < 128 else 0.0
+            return Image.fromarray((gray * weight + background * (1 - weight)).round().astype(np.uint8))
+    try:
+        return image.convert("L")
+    except ValueError:  # modes such as LAB convert to L only through RGB
+        return image.convert("RGB").convert("L")
+
+
+def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """How much ink each pixel holds (0 = paper, about 1 = solid ink), and the paper's noise level.
+
+    Polarity: the median over windows half the picture wide is the paper under them (ink covers
+    less than half of such a window), and the side of it (darker or lighter) holding more contrast
+    is the ink. The paper's light is then a grey opening of a small copy, ink side up: it erases
+    strokes thinner than a quarter of the picture and follows shadows and gradients into corners.
+    Ink is measured relative to the paper's brightness, so a shadow does not make it fainter.
+    """
+    height, width = pixels.shape
+    factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
+    small_size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    small = np.asarray(Image.fromarray(pixels).resize(small_size, Image.Resampling.BOX))
+    window = max(1, min(small.shape) // 2)
+    stride = max(1, window // 4)
+    windows = np.lib.stride_tricks.sliding_window_view(small, (window, window))[::stride, ::stride]
+    median = np.median(windows, axis=(2, 3)).astype(np.float32)
+    difference = pixels - _stretch(median, width, height)
+    step = max(1, int(math.sqrt(difference.size / 250_000)))
+    sample = difference[::step, ::step]
+    # Noise from neighbouring pixels' differences: strokes' edges are too few to move their median.
+    neighbours = sample[:, 1:] - sample[:, :-1]
+    noise = 1.4826 * float(np.median(np.abs(neighbours))) / math.sqrt(2) if neighbours.size else 0.0
+    darker = float(np.clip(-sample - 3 * noise, 0, None).sum())
+    lighter = float(np.clip(sample - 3 * noise, 0, None).sum())
+    if darker > lighter:
+        pixels, small = 1 - pixels, 1 - small
+    reach = max(1, min(small.shape) // 4)
+    paper_small = ndimage.uniform_filter(ndimage.grey_opening(small, size=reach), reach, mode="nearest")
+    paper = _stretch(paper_small, width, height)
+    ink = (pixels - paper) / np.maximum(1 - paper, 0.2)
+    ink -= np.median(ink[::step, ::step])  # the opening sits on the paper's noise troughs, not its middle
+    return ink, noise / max(1 - float(np.median(paper_small)), 0.2)
+
+
+def _stretch(small: np.ndarray, width: int, height: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
+    """The digits in a picture, left to right, as MNIST-style 28x28 images; [] when there is no ink.
+
+    `single` treats all the ink as one digit.
+    """
+    gray = image if image.mode == "L" else _to_grayscale(image)
+    reduce = math.ceil(max(gray.size) / WORK_SIDE)
+    work = gray.reduce(reduce) if reduce > 1 else gray
+    pixels = np.asarray(work, dtype=np.float32) / 255
+    ink, noise = ink_map(pixels)
+    strongest = float(ink.max(initial=0))
+    if strongest < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
+        return []
+    # A two-level threshold from the ink's own level: strokes are the pixels past half of it, and
+    # each stroke keeps its blurred rim down to a quarter of it, as long as that stays out of the noise.
+    candidates = ink[ink > max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise)]
+    level = float(np.percentile(candidates, 90))
+    high = max(level / 2, MIN_CONTRAST / 2, NOISE_SIGMAS * noise)
+    low = max(level / 4, 3 * noise)
+    labels, count = ndimage.label(ink > low, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    strong = np.zeros(count + 1, bool)
+    strong[labels[ink > high]] = True
+    strong[0] = False
+    kept = np.flatnonzero(strong & (sizes >= SPECK_FRACTION * sizes[strong].max(initial=0)))
+    if not len(kept):
+        return []
+    slices = ndimage.find_objects(labels)
+    boxes = {int(label): _box(slices[label - 1]) for label in kept}
+    groups = [list(boxes)] if single else _merge_into_digits(boxes)
+    groups = _drop_short(groups, boxes)
+    values = np.clip((ink - low) / max(level - low, 1e-6), 0, 1)
+    segments = []
+    for group in sorted(groups, key=lambda members: min(boxes[label][0] for label in members)):
+        x0, y0, x1, y1 = _union([boxes[label] for label in group])
+        crop = np.where(np.isin(labels[y0:y1, x0:x1], group), values[y0:y1, x0:x1], 0).astype(np.float32)
+        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
+        segments.append(Segment(mnist_style(crop), box))
+    return segments
+
+
+def _box(region: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    return region[1].start, region[0].start, region[1].stop, region[0].stop
+
+
+def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    return (min(box[0] for box in boxes), min(box[1] for box in boxes),
+            max(box[2] for box in boxes), max(box[3] for box in boxes))
+
+
+def _merge_into_digits(boxes: dict[int, tuple[int, int, int, int]]) -> list[list[int]]:
+    """Pieces that overlap strongly in x are one digit: the detached bar of a 5, a broken stroke."""
+    groups = [([label], box) for label, box in sorted(boxes.items(), key=lambda item: item[1][0])]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (_, a), (_, b) = groups[i], groups[j]
+                shared = min(a[2], b[2]) - max(a[0], b[0])
+                if shared >= MERGE_OVERLAP * min(a[2] - a[0], b[2] - b[0]):
+                    members = groups[i][0] + groups[j][0]
+                    groups[i] = (members, _union([a, b]))
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [members for members, _ in groups]
+
+
+def _drop_short(groups: list[list[int]], boxes: dict[int, tuple[int, int, int, int]]) -> list[list[int]]:
+    heights = [max(boxes[label][3] for label in group) - min(boxes[label][1] for label in group) for group in groups]
+    tallest = max(heights)
+    return [group for group, height in zip(groups, heights) if height >= SHORT_FRACTION * tallest]
+
+
+def mnist_style(crop: np.ndarray) -> torch.Tensor:
+    """A tight crop of one digit's ink (floats 0..1) as MNIST has it: 20 px longest side, 28x28, centred."""
+    height, width = crop.shape
+    scale = DIGIT_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR)).clip(0, 1)
+    digit = digit / max(float(digit.max(initial=0)), 1e-6)
+    rows, columns = digit.shape
+    centre_row, centre_column = ndimage.center_of_mass(digit) if digit.any() else (rows / 2, columns / 2)
+    top = int(np.clip(round(CENTRE - centre_row), 0, FRAME_SIDE - rows))
+    left = int(np.clip(round(CENTRE - centre_column), 0, FRAME_SIDE - columns))
+    frame = np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32)
+    frame[top:top + rows, left:left + columns] = digit
+    return torch.from_numpy((frame * 255).round().astype(np.uint8))

@@ -1,0 +1,287 @@
+"""The HTTP API of `digitrec serve`: answers on real MNIST digits, every bad input as a 4xx JSON, overload as 503."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import socket
+import struct
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from io import BytesIO
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import picture_of_digits, serving
+from digitrec import server as server_module
+from digitrec.cli import main
+from digitrec.models import count_parameters
+from digitrec.server import MAX_BODY_BYTES, create_app
+
+
+def png(array) -> bytes:
+    buffer = BytesIO()
+    Image.fromarray(np.asarray(array)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A 74-byte PNG that declares width x height grey pixels: what a decompression bomb looks like."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+
+
+@contextmanager
+def client_of(app):
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(quick_model):
+    with client_of(create_app(quick_model)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    return mnist.test_images[:20], [str(label) for label in mnist.test_labels[:20].tolist()]
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    for word in words:
+        assert word in detail.lower(), detail
+
+
+def test_single_digits_are_read_from_raw_png_bodies(client, digits):
+    images, labels = digits
+    answers = [client.post("/api/predict?single=true", content=png(image), headers={"Content-Type": "image/png"})
+               for image in images]
+    assert all(answer.status_code == 200 for answer in answers)
+    read = [answer.json()["digits"] for answer in answers]
+    assert sum(got == want for got, want in zip(read, labels)) >= 18, (read, labels)
+    first = answers[0].json()
+    assert "file" not in first  # a raw body has no name
+    (item,) = first["items"]
+    assert len(item["probabilities"]) == 10 and abs(sum(item["probabilities"]) - 1) < 1e-3
+    assert item["probability"] == pytest.approx(max(item["probabilities"]), abs=1e-4)
+    assert item["digit"] == max(range(10), key=item["probabilities"].__getitem__)
+    x0, y0, x1, y1 = item["box"]
+    assert 0 <= x0 < x1 <= 28 and 0 <= y0 < y1 <= 28
+    assert first["confidence"] == pytest.approx(item["probability"], abs=1e-4)
+
+
+def test_multipart_upload_matches_the_raw_body_and_names_the_file(client, digits):
+    image = png(digits[0][0])
+    raw = client.post("/api/predict?single=true", content=image, headers={"Content-Type": "image/png"}).json()
+    upload = client.post("/api/predict?single=true", files={"file": ("seven.png", image, "image/png")}).json()
+    assert upload.pop("file") == "seven.png"
+    assert upload == raw
+
+
+def test_a_photo_of_a_number_is_read_left_to_right_with_boxes(client, mnist):
+    chosen = [index for index in range(100) if mnist.test_labels[index] in (3, 4, 6)][:3]
+    picture = picture_of_digits([mnist.test_images[index] for index in chosen])
+    answer = client.post("/api/predict", files={"file": ("number.png", picture, "image/png")})
+    assert answer.status_code == 200, answer.text
+    reading = answer.json()
+    assert reading["digits"] == "".join(str(int(mnist.test_labels[index])) for index in chosen)
+    boxes = [item["box"] for item in reading["items"]]
+    assert [box[0] for box in boxes] == sorted(box[0] for box in boxes)
+    assert all(0 <= x0 < x1 <= 600 and 0 <= y0 < y1 <= 200 for x0, y0, x1, y1 in boxes)
+    assert all(boxes[i][2] <= boxes[i + 1][0] for i in range(len(boxes) - 1))  # one box per digit, no overlap
+    whole = client.post("/api/predict?single=true", content=picture, headers={"Content-Type": "image/png"}).json()
+    assert len(whole["items"]) == 1
+
+
+def test_inputs_gives_the_28x28_image_the_model_saw(client, digits):
+    image = digits[0][0]
+    item = client.post("/api/predict?single=true&inputs=true", content=png(image),
+                       headers={"Content-Type": "image/png"}).json()["items"][0]
+    seen = np.asarray(Image.open(BytesIO(base64.b64decode(item["input_png"]))))
+    assert seen.shape == (28, 28) and seen.dtype == np.uint8
+    # White on black like MNIST, about as much ink as the digit sent.
+    assert seen[0].max() < 128 and seen.max() > 200
+    assert 0.4 < (seen > 128).sum() / int((image > 128).sum()) < 2.5
+    plain = client.post("/api/predict?single=true", content=png(image), headers={"Content-Type": "image/png"})
+    assert "input_png" not in plain.json()["items"][0]
+
+
+def test_batch_reads_each_file_in_order(client, digits):
+    images, labels = digits
+    files = [("files", (f"{index}.png", png(images[index]), "image/png")) for index in range(3)]
+    answer = client.post("/api/predict/batch?single=true", files=files)
+    assert answer.status_code == 200, answer.text
+    readings = answer.json()
+    assert [reading["file"] for reading in readings] == ["0.png", "1.png", "2.png"]
+    single = [client.post("/api/predict?single=true", content=png(images[index]),
+                          headers={"Content-Type": "image/png"}).json()["digits"] for index in range(3)]
+    assert [reading["digits"] for reading in readings] == single
+
+
+def test_batch_errors_name_the_bad_file(client, digits):
+    files = [("files", ("good.png", png(digits[0][0]), "image/png")),
+             ("files", ("notes.txt", b"just some text", "text/plain"))]
+    assert_problem(client.post("/api/predict/batch", files=files), 415, "notes.txt")
+    assert_problem(client.post("/api/predict/batch", files={"other": ("a.png", b"x", "image/png")}), 400, "files")
+    assert_problem(client.post("/api/predict/batch", content=b"{}", headers={"Content-Type": "application/json"}),
+                   415, "multipart")
+
+
+@pytest.mark.parametrize("body, content_type, status, words", [
+    (b"", "image/png", 400, ["empty"]),
+    (b"hello, this is not a picture", "image/png", 415, ["not a picture"]),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "image/png", 415, []),  # cut off inside the header
+    (b"{\"image\": 1}", "application/json", 415, ["content-type", "image/png"]),
+    (png_bomb(8_000, 8_000), "image/png", 413, ["pixels"]),
+    (png_bomb(20_000, 20_000), "image/png", 413, ["too large"]),
+])
+def test_bad_bodies_get_one_clear_4xx(client, body, content_type, status, words):
+    assert_problem(client.post("/api/predict", content=body, headers={"Content-Type": content_type}), status, *words)
+
+
+def test_a_multipart_request_without_the_file_field_says_what_to_send(client):
+    answer = client.post("/api/predict", files={"image": ("a.png", b"abc", "image/png")})
+    assert_problem(answer, 400, "file")
+
+
+def test_a_blank_picture_is_not_a_server_error(client):
+    blank = png(np.full((100, 200), 240, np.uint8))
+    answer = client.post("/api/predict", content=blank, headers={"Content-Type": "image/png"})
+    if answer.status_code == 200:
+        assert answer.json()["digits"] == "" and answer.json()["items"] == []
+    else:
+        assert_problem(answer, 422)
+
+
+def test_bad_query_and_unknown_paths_are_json(client):
+    assert_problem(client.post("/api/predict?single=maybe", content=b"x", headers={"Content-Type": "image/png"}),
+                   422, "single")
+    assert_problem(client.get("/api/nothing-here"), 404)
+    assert_problem(client.get("/api/predict"), 405)
+
+
+def test_a_declared_body_over_the_limit_is_refused_unread(quick_model):
+    with client_of(create_app(quick_model, max_body=50_000)) as small:
+        answer = small.post("/api/predict", content=b"\0" * 60_000, headers={"Content-Type": "image/png"})
+        assert_problem(answer, 413, "50,000")
+        assert small.post("/api/predict", content=b"\0" * 40_000, headers={"Content-Type": "image/png"}).status_code == 415
+    with client_of(create_app(quick_model)) as default:
+        answer = default.post("/api/predict", content=b"\0" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "image/png"})
+        assert_problem(answer, 413, "10,485,760")
+
+
+def test_a_streamed_body_is_cut_off_at_the_limit_not_read_to_the_end(quick_model):
+    """No Content-Length (chunked): the server must stop reading once the limit is passed."""
+    app = create_app(quick_model, max_body=100_000)
+    sent = 0
+
+    async def body():
+        nonlocal sent
+        for _ in range(1000):  # 10 MB offered in 10 kB chunks
+            sent += 10_000
+            yield b"\0" * 10_000
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.post("/api/predict", content=body(), headers={"Content-Type": "image/png"})
+
+    answer = asyncio.run(post())
+    assert_problem(answer, 413, "100,000")
+    assert sent <= 120_000
+
+
+def test_overload_is_refused_with_503_at_once(quick_model, monkeypatch, digits):
+    release = threading.Event()
+    slow_read = server_module.read_upload
+
+    def blocked_read(*args, **kwargs):
+        release.wait(10)
+        return slow_read(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "read_upload", blocked_read)
+    image = png(digits[0][0])
+    with client_of(create_app(quick_model, threads=1, queue=1)) as client:
+        first: list[httpx.Response] = []
+        workers = [threading.Thread(target=lambda: first.append(client.post(
+            "/api/predict?single=true", content=image, headers={"Content-Type": "image/png"}))) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 10
+        while client.get("/health").json()["in_flight"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        refused = client.post("/api/predict?single=true", content=image, headers={"Content-Type": "image/png"})
+        assert time.monotonic() - started < 2
+        assert_problem(refused, 503, "busy")
+        assert refused.headers["retry-after"] == "1"
+        release.set()
+        for worker in workers:
+            worker.join(10)
+        assert [answer.status_code for answer in first] == [200, 200]
+        assert client.get("/health").json()["in_flight"] == 0
+
+
+def test_models_and_health_describe_the_loaded_model(client, quick_model):
+    (info,) = client.get("/api/models").json()
+    assert info["name"] == quick_model.name and info["source"] == quick_model.source
+    assert info["parameters"] == count_parameters(quick_model.model)
+    assert info["size_bytes"] > 4 * info["parameters"] * 0.9  # float32 weights at the least
+    assert 0.9 < info["accuracy"] <= 1
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "model": quick_model.name, "in_flight": 0, "capacity": health["capacity"]}
+    assert health["capacity"] == 2 + server_module.DEFAULT_QUEUE
+
+
+def test_openapi_documents_both_ways_to_send_an_image(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/*"} <= body.keys()
+    answers = schema["paths"]["/api/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "503"} <= answers.keys()
+    assert {"digits", "confidence", "items"} <= schema["components"]["schemas"]["Prediction"]["properties"].keys()
+    assert "/api/predict/batch" in schema["paths"] and "/api/models" in schema["paths"]
+
+
+def test_page_and_docs_need_nothing_from_the_internet(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    for html in (page.text, docs.text):
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets
+        for asset in assets:
+            if asset.startswith("data:") or asset.startswith("#"):
+                continue
+            assert asset.startswith("/"), f"{asset} would be loaded from elsewhere"
+            assert client.get(asset).status_code == 200, asset
+    for asset in ("/web/app.js", "/web/style.css"):
+        assert not re.search(r"https?://", client.get(asset).text), f"{asset} refers to another site"
+
+
+def test_serve_command_fails_with_one_line_for_a_bad_model_or_a_taken_port(capsys, fast_run):
+    assert main(["serve", "--port", "0", "--model", "/no/such/run"]) == 1
+    assert capsys.readouterr().err.startswith("digitrec: error: cannot find model")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--model", str(fast_run)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("digitrec: error: cannot listen on 127.0.0.1:") and "--port" in error
+    assert main(["serve", "--workers", "0", "--model", str(fast_run)]) == 1
+    assert "--workers" in capsys.readouterr().err

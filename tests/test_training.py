@@ -1,0 +1,136 @@
+"""Training on the real MNIST: the lab's numbers, exact resume, checkpoints, run folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+
+import pytest
+import torch
+
+from conftest import MNIST
+from digitrec.checkpoint import Checkpoint
+from digitrec.errors import DigitrecError
+from digitrec.training import Interrupted, make_config, resume, train
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def same_state(first: Checkpoint, second: Checkpoint) -> None:
+    assert first.model.keys() == second.model.keys()
+    for key in first.model:
+        assert torch.equal(first.model[key], second.model[key]), f"{key} differs"
+    assert first.history == second.history
+    assert (first.epoch, first.batch, first.step) == (second.epoch, second.batch, second.step)
+
+
+@pytest.mark.slow
+def test_tutorial_reproduces_the_lab_and_resumes_to_eight_epochs(mnist, tmp_path):
+    lines = []
+    final = train(make_config("tutorial", data_dir=MNIST), tmp_path, data=mnist, log=lines.append, progress=False)
+    accuracies = [row[3] for row in final.history["test"]]
+    assert len(accuracies) == 4  # before training and after each of the 3 epochs
+    assert 0.05 < accuracies[0] < 0.2, "an untrained network guesses"
+    assert 0.960 <= accuracies[3] <= 0.978, f"lab band after 3 epochs, got {accuracies}"
+    assert lines[1] == "Train Epoch: 1 [0/60000 (0%)]\tLoss: " + lines[1].split("Loss: ")[1]
+    assert "Train Epoch: 1 [640/60000 (1%)]" in lines[2]
+    assert lines[-1].startswith("Test set: Avg. loss: ") and "/10000 (9" in lines[-1]
+
+    final = resume(tmp_path, epochs=8, log=quiet, data=mnist, progress=False)
+    assert final.epoch == 8
+    assert final.history["test"][-1][3] >= 0.98
+    assert [row[0] for row in final.history["test"]] == list(range(9))
+
+
+def test_three_then_resume_to_five_is_bit_identical_to_five_straight(mnist, tmp_path):
+    settings = dict(train_subset=2000, data_dir=MNIST, log_interval=5)
+    straight = train(make_config("tutorial", epochs=5, **settings), tmp_path / "straight", data=mnist,
+                     log=quiet, progress=False)
+    train(make_config("tutorial", epochs=3, **settings), tmp_path / "split", data=mnist, log=quiet, progress=False)
+    resumed = resume(tmp_path / "split", epochs=5, data=mnist, log=quiet, progress=False)
+    same_state(straight, resumed)
+    assert straight.history["test"][-1][3] > 0.5, "it learned something"
+
+
+def interrupt_after(lines_before_signal: int, number: int = signal.SIGINT):
+    """A log function that delivers a real signal to this process after some log lines."""
+    seen = []
+
+    def log(line: str) -> None:
+        seen.append(line)
+        if len(seen) == lines_before_signal:
+            signal.raise_signal(number)
+
+    return log
+
+
+@pytest.mark.parametrize("model, number", [("tutorial", signal.SIGINT), ("fast", signal.SIGTERM)])
+def test_interrupted_mid_epoch_resumes_bit_identically(mnist, tmp_path, model, number):
+    # The fast preset brings one-cycle, label smoothing and Adam; add augmentation and an EMA so
+    # every random and running state goes through the checkpoint.
+    settings = dict(train_subset=1500, epochs=2, data_dir=MNIST, log_interval=1, augment="affine", ema=0.9)
+    straight = train(make_config(model, **settings), tmp_path / "straight", data=mnist, log=quiet, progress=False)
+    with pytest.raises(Interrupted, match="digitrec resume"):
+        train(make_config(model, **settings), tmp_path / "stopped", data=mnist,
+              log=interrupt_after(12, number), progress=False)
+    stopped = Checkpoint.load(tmp_path / "stopped")
+    assert stopped.batch > 0, "stopped inside an epoch"
+    resumed = resume(tmp_path / "stopped", data=mnist, log=quiet, progress=False)
+    same_state(straight, resumed)
+    for key in straight.ema:
+        assert torch.equal(straight.ema[key], resumed.ema[key])
+
+
+def test_run_folder_holds_checkpoint_metrics_and_config(mnist, tmp_path):
+    final = train(make_config("tutorial", epochs=1, train_subset=1000, checkpoint_every=4, data_dir=MNIST),
+                  tmp_path, data=mnist, log=quiet, progress=False)
+    checkpoint = Checkpoint.load(tmp_path)
+    assert checkpoint.epoch == 1 and checkpoint.step == final.step == 16
+    assert checkpoint.data["checksums"] == mnist.checksums
+    assert set(checkpoint.optimizer) == {"state", "param_groups"}
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.01
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    tests = [row for row in rows if row["split"] == "test"]
+    trains = [row for row in rows if row["split"] == "train"]
+    assert [row["examples_seen"] for row in tests] == ["0", "1000"]
+    assert float(tests[-1]["accuracy"]) == pytest.approx(final.history["test"][-1][3])
+    assert [int(row["examples_seen"]) for row in trains] == [0, 640]
+
+
+def test_resume_refuses_other_data(mnist, tmp_path):
+    from conftest import write_idx_dataset
+
+    train(make_config("tutorial", epochs=1, train_subset=500, data_dir=MNIST), tmp_path / "run", data=mnist,
+          log=quiet, progress=False)
+    other = write_idx_dataset(tmp_path / "other")
+    with pytest.raises(DigitrecError, match="differs from the data this run was trained on"):
+        resume(tmp_path / "run", epochs=2, data_dir=str(other), log=quiet, progress=False)
+
+
+def test_target_accuracy_stops_early(mnist, tmp_path):
+    final = train(make_config("fast", epochs=3, train_subset=6000, eval_every=4, target_accuracy=0.9,
+                              data_dir=MNIST), tmp_path, data=mnist, log=quiet, progress=False)
+    accuracies = [row[3] for row in final.history["test"]]
+    assert accuracies[-1] >= 0.9 and all(accuracy < 0.9 for accuracy in accuracies[:-1])
+    assert final.step < 3 * 24, "stopped before the planned 3 epochs of 24 batches"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(epochs=0), "--epochs must be at least 1"),
+    (dict(lr=-1.0), "--lr must be positive"),
+    (dict(optimizer="rmsprop"), "--optimizer must be one of"),
+    (dict(target_accuracy=99.0), "fraction"),
+])
+def test_bad_settings_are_refused(overrides, message):
+    with pytest.raises(DigitrecError, match=message):
+        make_config("tutorial", **overrides)
+
+
+def test_fast_preset_clears_98_5_percent(mnist, tmp_path):
+    """A correctness guard on the real MNIST: the fast recipe learns well with a small budget."""
+    final = train(make_config("fast", data_dir=MNIST), tmp_path, data=mnist,
+                  log=quiet, progress=False)
+    assert final.history["test"][-1][3] >= 0.985
