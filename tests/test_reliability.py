@@ -9,6 +9,7 @@ runs the installed `digitrec` executable itself.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import pickle
@@ -17,27 +18,32 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from conftest import write_idx_dataset
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model, save_weights
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import build_model
 from test_idx_fuzz import damaged
 
 DIGITREC = Path(sys.executable).with_name("digitrec")
 
-# Each request is one line of JSON: {"argv": [...], "cwd": ..., "log": ..., "slow_save": seconds}.
+# Each request is one line of JSON: {"argv": [...], "cwd": ..., "log": ..., "slow_save": seconds,
+# "closed_stdout": true for a stdout whose reader has already gone}.
 # The launcher answers the child's pid at once, then its exit status once it has ended.
 LAUNCHER = r"""
 import json, os, pathlib, sys, time, traceback
@@ -63,6 +69,10 @@ def child(request):
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    if request.get("closed_stdout"):
+        reader, writer = os.pipe()
+        os.close(reader)
+        os.dup2(writer, 1)
     if request.get("slow_save"):
         slow_checkpoint_writes(request["slow_save"])
     sys.argv = ["digitrec", *request["argv"]]
@@ -118,8 +128,9 @@ class Launcher:
         threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True).start()
         assert self.lines.get(timeout=120).strip() == "ready"
 
-    def start(self, argv: list, cwd: Path, log: Path, slow_save: float = 0.0) -> Child:
-        request = {"argv": [str(arg) for arg in argv], "cwd": str(cwd), "log": str(log), "slow_save": slow_save}
+    def start(self, argv: list, cwd: Path, log: Path, slow_save: float = 0.0, closed_stdout: bool = False) -> Child:
+        request = {"argv": [str(arg) for arg in argv], "cwd": str(cwd), "log": str(log), "slow_save": slow_save,
+                   "closed_stdout": closed_stdout}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return Child(int(self.lines.get(timeout=30)), log, self.lines)
@@ -341,6 +352,27 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(reference, tmp_pa
     assert list(tmp_path.iterdir()) == [path]
 
 
+# --- Writing files -----------------------------------------------------------------------------
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
+    write_atomic(tmp_path / "atomic.png", b"data")
+    (tmp_path / "plain.png").write_bytes(b"data")
+    modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("atomic.png", "plain.png")}
+    assert modes["atomic.png"] == modes["plain.png"], f"{modes['atomic.png']:o} instead of {modes['plain.png']:o}"
+
+
+def test_a_destination_that_cannot_be_a_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DigitrecError, match="could not write .*a-file/run/checkpoint.pt"):
+        write_atomic(tmp_path / "a-file" / "run" / CHECKPOINT_NAME, b"data")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(launcher, tmp_path):
+    child = launcher.start(["models"], tmp_path, tmp_path / "log", closed_stdout=True)
+    assert child.wait() == 1
+    assert child.output == ""
+
+
 # --- Hostile model files ----------------------------------------------------------------------
 
 class Payload:
@@ -504,3 +536,119 @@ def test_a_damaged_checkpoint_or_weights_file_loads_or_is_one_clear_error(data, 
 def test_a_run_folder_without_a_checkpoint_says_so(tmp_path):
     with pytest.raises(DigitrecError, match="no checkpoint at"):
         load_model(tmp_path)
+
+
+# --- Hostile and unusual pictures ---------------------------------------------------------------
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A few hundred bytes of PNG whose header claims a picture of width x height (1-bit grey)."""
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(bytes(1024)))
+            + png_chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def digit(quick_model, mnist) -> tuple[int, np.ndarray]:
+    """A real MNIST test digit the model reads surely, as dark ink on white paper, 4x its size."""
+    from digitrec.models import classify
+
+    probabilities = classify(quick_model.model, mnist.test_images[:50], quick_model.mean, quick_model.std).exp()
+    index = int(probabilities.max(1).values.argmax())
+    label = int(mnist.test_labels[index])
+    assert int(probabilities[index].argmax()) == label
+    ink = np.kron(mnist.test_images[index].numpy(), np.ones((4, 4), np.uint8))
+    return label, np.pad(255 - ink, 40, constant_values=255)
+
+
+def encode(image: Image.Image, kind: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def variants(paper: np.ndarray) -> dict[str, bytes]:
+    """The same digit in every encoding a phone, a scanner or an editor might hand over."""
+    gray = Image.fromarray(paper)
+    rgb = gray.convert("RGB")
+    transparent = np.where(paper < 128, 0, 255).astype(np.uint8)
+    palette = Image.fromarray(transparent).convert("P")
+    other = Image.fromarray(np.rot90(paper).copy())  # a different picture for the animation's second frame
+    return {
+        "png": encode(gray, "PNG"),
+        "jpeg": encode(rgb, "JPEG", quality=90),
+        "cmyk-jpeg": encode(rgb.convert("CMYK"), "JPEG", quality=90),
+        "16-bit-png": encode(Image.fromarray(paper.astype(np.uint16) * 257), "PNG"),
+        "palette-png-with-transparent-paper": encode(palette, "PNG", transparency=palette.getpixel((0, 0))),
+        "rgba-png-strokes-on-transparency": encode(Image.merge("RGBA", [*rgb.split(), Image.fromarray(255 - paper)]), "PNG"),
+        "animated-gif-first-frame": encode(gray, "GIF", save_all=True, append_images=[other], duration=100, loop=0),
+        "bmp": encode(gray, "BMP"),
+        "tiff": encode(gray, "TIFF"),
+        "webp": encode(rgb, "WEBP", lossless=True),
+    }
+
+
+VARIANTS = ["png", "jpeg", "cmyk-jpeg", "16-bit-png", "palette-png-with-transparent-paper",
+            "rgba-png-strokes-on-transparency", "animated-gif-first-frame", "bmp", "tiff", "webp"]
+
+
+@pytest.mark.parametrize("kind", VARIANTS)
+def test_every_encoding_of_a_digit_reads_as_that_digit(kind, digit, quick_model):
+    from digitrec.predict import read_image
+
+    label, paper = digit
+    reading = read_image(variants(paper)[kind], quick_model, single=True)
+    assert reading.digits == str(label)
+
+
+def test_an_enormous_picture_within_the_limit_is_read(digit, quick_model):
+    from digitrec.predict import read_image
+
+    label, paper = digit
+    big = Image.fromarray(paper).resize((paper.shape[1] * 25, paper.shape[0] * 25), Image.Resampling.BILINEAR)
+    assert big.width * big.height > 20_000_000
+    assert read_image(encode(big, "PNG", compress_level=1), quick_model, single=True).digits == str(label)
+
+
+@pytest.mark.parametrize("content, error, words", [
+    (b"", "UnsupportedInput", "is empty (0 bytes)"),
+    (b"hello, I am a text file\n", "UnsupportedInput", "is not a picture digitrec can read"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'><text>7</text></svg>", "UnsupportedInput", "is not a picture"),
+    (png_declaring(10_000, 10_000), "InputTooLarge", "is 10000x10000 pixels, more than the 50,000,000"),
+    (png_declaring(100_000, 100_000), "InputTooLarge", "too large to decode"),
+    (png_declaring(0, 10), "UnsupportedInput", "damaged or truncated"),
+], ids=["empty", "text", "svg", "bomb-over-our-limit", "bomb-over-pillow-limit", "zero-width"])
+def test_hostile_pictures_get_one_clear_error(content, error, words, quick_model, tmp_path):
+    from digitrec.predict import read_image
+
+    path = tmp_path / "picture.png"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    with pytest.raises(DigitrecError, match=words) as caught:
+        read_image(path, quick_model)
+    assert type(caught.value).__name__ == error
+    assert time.perf_counter() - started < 5, "a hostile header must be refused before decoding"
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "animated-gif-first-frame"])
+def test_truncated_pictures_get_one_clear_error(kind, digit, quick_model):
+    from digitrec.predict import read_image
+
+    whole = variants(digit[1])[kind]
+    for length in (8, 40, len(whole) // 3, len(whole) // 2, len(whole) - 20):
+        with pytest.raises(DigitrecError, match="damaged or truncated|not a picture|no digits found"):
+            read_image(whole[:length], quick_model)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data(), kind=st.sampled_from(["png", "jpeg", "cmyk-jpeg", "animated-gif-first-frame", "tiff"]))
+def test_damaged_pictures_are_read_or_get_one_clear_error(data, kind, digit, quick_model):
+    from digitrec.predict import read_image
+
+    try:
+        read_image(data.draw(damaged(variants(digit[1])[kind])), quick_model)
+    except DigitrecError:
+        pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -259,15 +261,24 @@ def fashion():
         pytest.skip(f"Fashion-MNIST is not installed here (Debian: dataset-fashion-mnist): {error}")
 
 
-def test_fashion_mnist_trains_evaluates_and_reports_with_its_class_names(fashion, capsys, tmp_path):
+@pytest.fixture(scope="module")
+def fashion_run(fashion, tmp_path_factory) -> tuple[Path, str]:
+    """A `fast` model trained on 3,000 Fashion-MNIST images from the command line, and what it printed."""
+    run_dir = tmp_path_factory.mktemp("fashion") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["train", "--model", "fast", "--dataset", "fashion-mnist", "--train-subset", "3000",
+                     "--out", str(run_dir)])
+    assert code == 0
+    return run_dir, printed.getvalue()
+
+
+def test_fashion_mnist_trains_evaluates_and_reports_with_its_class_names(fashion, fashion_run, capsys):
     names = DATASETS["fashion-mnist"].classes
     assert fashion.classes == names and fashion.mean == pytest.approx(0.2860, abs=1e-4)
     assert fashion.std == pytest.approx(0.3530, abs=1e-4)
-    run_dir = tmp_path / "fashion"
-    code, out, err = run_cli(capsys, "train", "--model", "fast", "--dataset", "fashion-mnist", "--train-subset",
-                             "3000", "--out", str(run_dir))
-    assert code == 0, err
-    assert "classes: T-shirt/top, Trouser, Pullover" in out and "Ankle boot" in out
+    run_dir, printed = fashion_run
+    assert "classes: T-shirt/top, Trouser, Pullover" in printed and "Ankle boot" in printed
     assert (run_dir / "predictions.png").is_file()
 
     loaded = load_model(run_dir)
@@ -285,3 +296,20 @@ def test_fashion_mnist_trains_evaluates_and_reports_with_its_class_names(fashion
     html = (run_dir / "report.html").read_text()
     assert all(f'data-class="{name}"' in html for name in names)
     assert 'alt="confusion matrix heat map"' in html
+
+
+@pytest.mark.xfail(strict=True, reason="predict is digit-only so far: it answers class indices ('9', not "
+                   "'Ankle boot') and re-crops pictures as handwriting, so MNIST-format 28x28 images are not fed as is")
+def test_predict_reads_fashion_mnist_images_with_their_class_names(fashion, fashion_run):
+    from digitrec.models import classify
+    from digitrec.predict import read_image
+
+    loaded = load_model(fashion_run[0])
+    images = fashion.test_images[:8]
+    expected = [fashion.classes[i] for i in classify(loaded.model, images, loaded.mean, loaded.std).argmax(1)]
+    answers = []
+    for image in images:
+        png = io.BytesIO()
+        Image.fromarray(image.numpy()).save(png, "PNG")
+        answers.append(json.dumps(read_image(png.getvalue(), loaded, single=True).to_json()))
+    assert all(f'"{name}"' in answer for name, answer in zip(expected, answers)), answers

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -285,3 +289,37 @@ def test_serve_command_fails_with_one_line_for_a_bad_model_or_a_taken_port(capsy
     assert error.startswith("digitrec: error: cannot listen on 127.0.0.1:") and "--port" in error
     assert main(["serve", "--workers", "0", "--model", str(fast_run)]) == 1
     assert "--workers" in capsys.readouterr().err
+
+
+def test_each_worker_process_builds_the_app_from_the_settings_it_is_handed(monkeypatch, fast_run, digits):
+    settings = {"model": str(fast_run), "max_body": 1000, "threads": 1, "queue": 3}
+    monkeypatch.setenv(server_module.CONFIG_VARIABLE, json.dumps(settings))
+    with client_of(server_module.app_from_environment()) as client:
+        assert client.get("/health").json()["capacity"] == 4
+        assert client.get("/api/models").json()[0]["source"] == str(fast_run)
+        assert_problem(client.post("/api/predict", content=bytes(2000), headers={"Content-Type": "image/png"}), 413)
+
+
+def test_digitrec_serve_shows_the_page_and_stops_on_ctrl_c(fast_run):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--model", str(fast_run)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+                time.sleep(0.2)
+        assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=20)
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    assert f"page at http://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err

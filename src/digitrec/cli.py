@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -60,6 +61,11 @@ TRAINING_KEYS = ("epochs", "batch_size", "test_batch_size", "optimizer", "lr", "
                  "checkpoint_every", "eval_every", "target_accuracy", "train_subset", "device", "threads")
 
 
+def add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["torch", "onnx"], help="run the model in PyTorch or onnxruntime "
+                        "(default: onnx for an .onnx file, else torch); onnx exports a run on first use")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitrec", description="Learn to read handwritten digits, then read them.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -69,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/MODEL, numbered if taken)")
     train.add_argument("--force", action="store_true", help="start again in a run folder that holds a run")
     train.add_argument("--no-plots", action="store_true", help="skip the PNG plots at the end")
+    train.add_argument("--nproc", type=int, default=1,
+                       help="train with N processes (DistributedDataParallel through torchrun)")
     add_data_flags(train)
     add_training_flags(train)
 
@@ -81,7 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a model on the test split")
     evaluate.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_backend_flag(evaluate)
     add_data_flags(evaluate)
+
+    export = commands.add_parser("export", help="export a model to ONNX, checked against PyTorch on the test set")
+    export.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
+    export.add_argument("--format", default="onnx", choices=["onnx"], help="file format (default: onnx)")
+    export.add_argument("--out", metavar="FILE.onnx", required=True, help="the file to write (its check goes "
+                        "beside it as FILE.check.json)")
+    export.add_argument("--int8", action="store_true", help="quantize to int8 (calibrated on the training split)")
+    export.add_argument("--quantization", default="static", choices=["static", "dynamic"],
+                        help="int8 method (default: static, the faster and more accurate here)")
+    add_data_flags(export)
 
     plot = commands.add_parser("plot", help="redraw a run's samples.png, loss.png and predictions.png")
     plot.add_argument("run", metavar="RUN")
@@ -107,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="run folder, checkpoint.pt, .safetensors or preset (default: shipped best)")
     serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model")
     serve.add_argument("--threads", type=int, help="reading threads per process (default: cores / workers)")
-    serve.add_argument("--queue", type=int, help="requests that may wait for a thread before 503 (default 32)")
+    serve.add_argument("--queue", type=int, help="requests that may wait for a thread before 503 (default 16)")
     serve.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body accepted (default 10 MB)")
     return parser
 
@@ -118,12 +137,39 @@ def command_train(args: argparse.Namespace) -> int:
     config = make_config(args.model, dataset=args.dataset, data_dir=args.data,
                          **{key: getattr(args, key) for key in TRAINING_KEYS})
     run_dir = Path(args.out) if args.out else default_run_dir(args.model)
-    check_run_dir(run_dir, args.force)
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        check_run_dir(run_dir, args.force)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_processes(args.nproc, run_dir)
     data = _load_data(config.dataset, config.data_dir)
-    print(f"Training {config.model} on {data.name} ({len(data.train_images):,} train, "
-          f"{len(data.test_images):,} test) into {run_dir}; classes: {', '.join(data.classes)}", flush=True)
+    if main_process:
+        print(f"Training {config.model} on {data.name} ({len(data.train_images):,} train, "
+              f"{len(data.test_images):,} test) into {run_dir}; classes: {', '.join(data.classes)}", flush=True)
     final = train(config, run_dir, data=data, log=_print)
-    return _finish(run_dir, final, data, args.no_plots)
+    return _finish(run_dir, final, data, args.no_plots) if main_process else 0
+
+
+def launch_processes(count: int, run_dir: Path) -> int:
+    """`digitrec train --nproc N ...` is `torchrun --standalone --nproc-per-node N -m digitrec train ...`."""
+    arguments, skip_value = [], False
+    for argument in sys.argv[1:]:
+        if skip_value or argument.startswith("--nproc="):
+            skip_value = False
+        elif argument == "--nproc":
+            skip_value = True
+        else:
+            arguments.append(argument)
+    arguments += ["--out", str(run_dir)]  # every process must agree on the folder
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
+    try:
+        torchrun(["--standalone", f"--nproc-per-node={count}", "-m", "digitrec", *arguments])
+    except ChildFailedError:
+        return EXIT_ERROR  # the processes have printed their own error
+    return 0
 
 
 def command_resume(args: argparse.Namespace) -> int:
@@ -149,18 +195,39 @@ def _finish(run_dir: Path, final, data, no_plots: bool) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from digitrec.checkpoint import load_model
     from digitrec.evaluation import evaluate
+    from digitrec.export import load_backend
 
-    loaded = load_model(args.model)
+    # The first-use export note goes to stderr, so `--json` output stays one JSON object.
+    loaded = load_backend(args.model, args.backend, data_dir=args.data,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    backend = loaded.metadata.get("backend", "torch")
     data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
     result = evaluate(loaded, data)
     if args.json:
-        print(json.dumps({"model": loaded.name, "source": loaded.source, "dataset": data.name, **result.summary()}))
+        print(json.dumps({"model": loaded.name, "source": loaded.source, "backend": backend, "dataset": data.name,
+                          **result.summary()}))
         return 0
-    print(f"{loaded.name} from {loaded.source} on {data.name} test ({result.total:,} images)")
+    print(f"{loaded.name} from {loaded.source} ({backend}) on {data.name} test ({result.total:,} images)")
     print(f"Average loss: {result.loss:.4f}   Accuracy: {result.correct}/{result.total} ({100 * result.accuracy:.2f}%)")
     print("Per class: " + "  ".join(f"{name}: {100 * value:.1f}%" for name, value in result.per_class.items()))
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import load_model
+    from digitrec.export import export_onnx, report_path
+
+    loaded = load_model(args.model)
+    data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
+    report = export_onnx(loaded, args.out, data, int8=args.int8, quantization=args.quantization)
+    kind = f"int8 ({report['quantization']} quantization)" if args.int8 else "fp32"
+    print(f"Exported {loaded.name} from {loaded.source} to {args.out}: {kind}, {report['bytes'] / 1024:.0f} KiB")
+    print(f"Check on {data.name} test ({report['images']:,} images) against PyTorch: "
+          f"max |difference| {report['max_abs_difference']:.2e}, top-1 agreement {100 * report['top1_agreement']:.2f}%, "
+          f"accuracy {100 * report['torch_accuracy']:.2f}% -> {100 * report['onnx_accuracy']:.2f}% "
+          f"(drop {100 * report['accuracy_drop']:.2f} point); passed")
+    print(f"Check numbers: {report_path(args.out)}")
     return 0
 
 
@@ -243,7 +310,7 @@ def _print(line: str) -> None:
 COMMANDS = {"train": command_train, "resume": command_resume, "evaluate": command_evaluate,
             "plot": command_plot, "models": command_models, "data": command_data,
             "report": command_report, "compare": command_compare,
-            "serve": command_serve}
+            "serve": command_serve, "export": command_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digitrec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader left early (`digitrec evaluate RUN | head`): stop quietly, as other tools do,
+        # with stdout on /dev/null so the flush at exit cannot fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -8,6 +8,18 @@ from pathlib import Path
 from typing import Callable
 
 
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# What open() would give a new file. mkstemp makes its files private (0600), and the rename would
+# keep that: plots, reports and model files nobody else could read. Read once, at import, since
+# changing the umask to read it is not safe while other threads create files.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class DigitrecError(Exception):
     """A problem with the user's input or environment: the message says what and what to do.
 
@@ -40,6 +52,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) 
             write(temporary_path)
         else:
             temporary_path.write_bytes(write.encode() if isinstance(write, str) else write)
+        os.chmod(temporary_path, FILE_MODE)
         with open(temporary_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary_path, path)

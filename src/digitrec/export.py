@@ -41,22 +41,36 @@ CALIBRATION_IMAGES = 1000  # from the training split; more changed nothing measu
 CALIBRATION_SEED = 0
 
 
+def session_options(threads: int = 0, parallel: bool = False, optimization: str = "all"):
+    """onnxruntime settings; the defaults measured fastest here (see benchmarks/infer_speed.py).
+
+    A chain of layers has no branches to run side by side, so the parallel executor only adds overhead;
+    `all` includes the NCHWc layout that gives the fastest convolutions; threads 0 is one per core.
+    """
+    import onnxruntime as ort
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    return options
+
+
 class OnnxModel(nn.Module):
     """An onnxruntime session with the PyTorch network's interface: normalised images in, log-probabilities out."""
 
-    def __init__(self, model: bytes | str | Path, threads: int = 0) -> None:
+    def __init__(self, model: bytes | str | Path, threads: int = 0, options=None) -> None:
         super().__init__()
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Nothing in these graphs runs in parallel branches; the parallel executor only adds overhead.
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads  # 0: one per core
         source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(source, options or session_options(threads),
+                                                providers=["CPUExecutionProvider"])
         except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoSuchFile,
                 ort_errors.NotImplemented, ort_errors.InvalidArgument) as error:
             name = "the exported graph" if isinstance(model, bytes) else model
@@ -178,8 +192,9 @@ def check_export(loaded: LoadedModel, exported: LoadedModel, data: Dataset) -> d
             failures.append(f"accuracy drop {100 * drop:.2f} > {100 * INT8_MAX_ACCURACY_DROP:.1f} point")
     return {"model": loaded.name, "source": loaded.source, "precision": precision,
             "quantization": exported.metadata.get("quantization"), "dataset": data.name, "images": reference.total,
-            "max_abs_difference": difference, "top1_agreement": agreement, "torch_accuracy": reference.accuracy,
-            "onnx_accuracy": candidate.accuracy, "accuracy_drop": drop, "limits": limits,
+            "max_abs_difference": float(f"{difference:.3g}"), "top1_agreement": round(agreement, 6),
+            "torch_accuracy": round(reference.accuracy, 6), "onnx_accuracy": round(candidate.accuracy, 6),
+            "accuracy_drop": round(drop, 6), "limits": limits,
             "passed": not failures, "failures": failures}
 
 

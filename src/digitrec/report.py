@@ -305,7 +305,9 @@ def write_report(run_dir: str | Path, data: Dataset, out_dir: str | Path | None 
 
 # --- Comparing runs -------------------------------------------------------------------------------
 
-COMPARE_COLUMNS = ("run", "model", "dataset", "epochs", "parameters", "train s", "test loss", "accuracy", "best")
+COMPARE_COLUMNS = {  # column -> how to show its values
+    "run": "{}", "model": "{}", "dataset": "{}", "epochs": "{:,}", "parameters": "{:,}", "train s": "{:.1f}",
+    "test loss": "{:.4f}", "accuracy": "{:.2%}", "best": "{:.2%}"}
 
 
 def compare_runs(run_dirs: list[str | Path], figure_path: str | Path) -> list[dict]:
@@ -318,8 +320,8 @@ def compare_runs(run_dirs: list[str | Path], figure_path: str | Path) -> list[di
         test = checkpoint.history.get("test") or [[0, 0, float("nan"), float("nan")]]
         rows.append({"run": name, "model": checkpoint.config["model"], "dataset": checkpoint.data.get("name", "?"),
                      "epochs": checkpoint.epoch, "parameters": count_parameters(build_model(checkpoint.config["model"])),
-                     "train s": round(checkpoint.seconds, 1), "test loss": round(test[-1][2], 4),
-                     "accuracy": round(test[-1][3], 4), "best": round(max(row[3] for row in test), 4)})
+                     "train s": checkpoint.seconds, "test loss": test[-1][2], "accuracy": test[-1][3],
+                     "best": max(row[3] for row in test)})
     figure, (train_axis, test_axis, accuracy_axis) = plt.subplots(1, 3, figsize=(15, 4))
     for (name, checkpoint), color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(runs)):
         train, test = checkpoint.history.get("train", []), checkpoint.history.get("test", [])
@@ -336,19 +338,16 @@ def compare_runs(run_dirs: list[str | Path], figure_path: str | Path) -> list[di
     return rows
 
 
-def format_table(rows: list[dict], columns: tuple[str, ...] = COMPARE_COLUMNS) -> str:
-    """A plain-text table for the terminal: numbers right-aligned, text left-aligned."""
-    def cell(column: str, value) -> str:
-        if column in ("accuracy", "best"):
-            return f"{100 * value:.2f}%"
-        return f"{value:,}" if isinstance(value, int) else str(value)
+def format_table(rows: list[dict], columns: dict[str, str] = COMPARE_COLUMNS) -> str:
+    """A plain-text table for the terminal: text left-aligned, numbers right-aligned."""
+    cells = [[spec.format(row[column]) for column, spec in columns.items()] for row in rows]
+    widths = [max([len(column)] + [len(values[i]) for values in cells]) for i, column in enumerate(columns)]
+    numeric = [spec != "{}" for spec in columns.values()]
 
-    cells = [[cell(column, row[column]) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
-    numeric = [isinstance(rows[0][column], (int, float)) for column in columns] if rows else []
-    lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(columns, widths, numeric))]
-    lines += ["  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(line, widths, numeric)) for line in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    def line(values) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(columns), *map(line, cells)])
 
 
 _TEMPLATE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string("""\

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -99,10 +100,22 @@ def validate_config(config: TrainConfig) -> None:
             raise DigitrecError(message)
 
 
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size): under torchrun, joins the process group (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -255,6 +268,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
+    rank, world = distributed_context()
+    if config.batch_size % world:
+        raise DigitrecError(f"--batch-size {config.batch_size} must divide evenly among {world} processes")
+    if rank != 0:  # rank 0 alone logs and writes; the others train their shard in silence
+        log, progress = (lambda line: None), False
     data = data or load_dataset(config.dataset, config.data_dir)
     if resume is not None:
         _check_same_data(resume, data)
@@ -271,6 +289,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
+    network = model if world == 1 else nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
     shuffle_generator = torch.Generator().manual_seed(config.seed)
@@ -323,8 +342,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
 
     def save() -> Checkpoint:
         checkpoint = snapshot()
-        checkpoint.save(run_dir / CHECKPOINT_NAME)
-        write_metrics(run_dir, history)
+        if rank == 0:
+            checkpoint.save(run_dir / CHECKPOINT_NAME)
+            write_metrics(run_dir, history)
         return checkpoint
 
     def run_test() -> TestResult:
@@ -333,7 +353,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                                 result.loss, result.accuracy])
         return result
 
-    write_atomic(run_dir / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+    if rank == 0:
+        write_atomic(run_dir / "config.json", json.dumps(asdict(config), indent=2) + "\n")
     if not history["test"]:
         log(test_line(run_test()))
     show_bar = sys.stdout.isatty() if progress is None else progress
@@ -349,14 +370,15 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
             bar = _progress_bar(show_bar, steps_per_epoch, batch, epoch + 1)
             started = time.perf_counter()
             for batch_index in range(batch, steps_per_epoch):
-                indices = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+                # Every rank draws the same order; each takes its share of the global batch.
+                indices = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size][rank::world]
                 images = train_images[indices].unsqueeze(1).float().div_(255)
                 if config.augment == "affine":
                     images = augment_batch(images, augment_generator)
                 images = images.sub_(mean).div_(std)
                 targets = train_labels[indices]
                 optimizer.zero_grad(set_to_none=True)
-                output = model(images)
+                output = network(images)
                 if config.label_smoothing:
                     loss = F.cross_entropy(output, targets, label_smoothing=config.label_smoothing)
                 else:
@@ -373,7 +395,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                     value = loss.item()
                     history["train"].append([batch_index * config.batch_size + epoch * count, value,
                                              optimizer.param_groups[0]["lr"]])
-                    line = (f"Train Epoch: {epoch + 1} [{batch_index * len(indices)}/{count} "
+                    line = (f"Train Epoch: {epoch + 1} [{batch_index * config.batch_size}/{count} "
                             f"({100.0 * batch_index / steps_per_epoch:.0f}%)]\tLoss: {value:.6f}")
                     if bar is None:
                         log(line)
@@ -390,6 +412,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                         reached_target = True
                         break
                     model.train()
+                if world > 1:  # all ranks stop at the same batch, or the next all-reduce would hang
+                    signals.received = _agree_on_stop(signals.received)
                 if signals.received or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     seconds += time.perf_counter() - started
                     save()
@@ -413,7 +437,31 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                 reached_target = True
             save()
     final = save()
+    if world > 1:
+        _check_ranks_agree(model, world, log)
     return final
+
+
+def _agree_on_stop(received: int | None) -> int | None:
+    import torch.distributed as dist
+
+    flag = torch.tensor([received or 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag) or None
+
+
+def _check_ranks_agree(model: nn.Module, world: int, log: Callable[[str], None]) -> None:
+    """DDP keeps replicas identical; prove it at the end rather than trust it."""
+    import torch.distributed as dist
+
+    for buffer in model.buffers():  # batch-norm statistics: each rank's last forward saw its own shard
+        dist.broadcast(buffer, 0)
+    flat = torch.cat([value.detach().flatten().float().cpu() for value in model.state_dict().values()])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if not all(torch.equal(replica, gathered[0]) for replica in gathered):
+        raise DigitrecError(f"the {world} processes ended with different weights")
+    log(f"Weights identical on all {world} processes")
 
 
 def _progress_bar(show: bool, total: int, done: int, epoch: int):

@@ -142,9 +142,10 @@ function showBar(row, probability, top) {
   row.querySelector(".value").textContent = probability ? percent : "";
 }
 
-function showReading(item) {
+function showReading(item, uncertain) {
   digitText.textContent = item ? String(item.digit) : "?";
-  confidenceText.textContent = item ? `${(100 * item.probability).toFixed(1)}% sure` : "Draw a digit on the pad.";
+  confidenceText.textContent = !item ? "Draw a digit on the pad."
+    : `${(100 * item.probability).toFixed(1)}% sure` + (uncertain ? ": not sure, try drawing it larger and clearer" : "");
   [...bars.children].forEach((row, digit) => showBar(row, item ? item.probabilities[digit] : 0, item?.digit === digit));
   seen.hidden = !item;
   if (item) seen.src = `data:image/png;base64,${item.input_png}`;
@@ -171,7 +172,7 @@ async function predictDrawing() {
   }
   if (number !== latestDrawing) return;
   showStatus(problem);
-  if (reading) showReading(reading.items[0]);
+  if (reading) showReading(reading.items[0], reading.uncertain);
   readingSection.setAttribute("aria-busy", "false");
 }
 

@@ -1,0 +1,163 @@
+"""Inference speed of every preset on every backend: batch-1 latency and batch-256 throughput.
+
+    python benchmarks/infer_speed.py [--models tutorial,best] [--rounds 30] [--no-write]
+
+Backends: PyTorch eager (the baseline), PyTorch with inference_mode and channels_last, onnxruntime
+fp32, and onnxruntime int8 by static and by dynamic quantization. Every backend runs through the
+wrapper inference uses (export.OnnxModel for onnxruntime), on normalised real MNIST test images.
+Weights are the shipped ones where a preset has them, else random (speed does not depend on them).
+
+The machine may be shared, so the backends take turns round by round (a busy spell slows them all
+alike), and throughput is the best of the rounds' batch-256 times, the closest to the machine's own
+speed; latency percentiles are over every batch-1 call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import table, write_section  # noqa: E402
+
+from digitrec.checkpoint import LoadedModel, load_model, pretrained_path  # noqa: E402
+from digitrec.data import load_dataset, normalize  # noqa: E402
+from digitrec.export import OnnxModel, calibration_images, quantize, session_options, to_onnx  # noqa: E402
+from digitrec.models import PRESETS, build_model  # noqa: E402
+
+BATCH = 256
+CALLS_PER_ROUND = 20  # batch-1 calls per backend per round
+GOALS = {"tutorial": (60_000, 0.1), "best": (5_000, None)}  # images/s at batch 256, ms at batch 1
+
+
+def load_weights(name: str, mean: float, std: float) -> tuple[LoadedModel, str]:
+    if pretrained_path(name):
+        return load_model(name), "shipped"
+    torch.manual_seed(0)
+    return LoadedModel(build_model(name).eval(), name, mean, std, tuple(str(d) for d in range(10)), "random"), "random"
+
+
+def backends(loaded: LoadedModel, calibration: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    model = loaded.model.eval()
+    fast_model = build_model(loaded.name).eval()
+    fast_model.load_state_dict(model.state_dict())
+    fast_model = fast_model.to(memory_format=torch.channels_last)
+    graph = to_onnx(loaded)
+
+    def eager(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(images)
+
+    def inference_mode(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fast_model(images.contiguous(memory_format=torch.channels_last))
+
+    return {
+        "PyTorch eager": eager,
+        "PyTorch inference_mode + channels_last": inference_mode,
+        "onnxruntime fp32": OnnxModel(graph.SerializeToString()),
+        "onnxruntime int8 static": OnnxModel(quantize(graph, calibration, loaded.mean, loaded.std, "static").SerializeToString()),
+        "onnxruntime int8 dynamic": OnnxModel(quantize(graph, calibration, loaded.mean, loaded.std, "dynamic").SerializeToString()),
+    }
+
+
+def measure(runners: dict[str, Callable], images: torch.Tensor, rounds: int) -> dict[str, dict]:
+    single, batch = images[:1].clone(), images[:BATCH].clone()
+    latencies = {name: [] for name in runners}
+    batch_times = {name: [] for name in runners}
+    for run in runners.values():  # warm-up: allocators, thread pools, one-off graph work
+        run(batch), run(single)
+    for _ in range(rounds):
+        for name, run in runners.items():
+            started = time.perf_counter()
+            run(batch)
+            batch_times[name].append(time.perf_counter() - started)
+            for _ in range(CALLS_PER_ROUND):
+                started = time.perf_counter()
+                run(single)
+                latencies[name].append(time.perf_counter() - started)
+    return {name: {"p50_ms": 1e3 * float(np.percentile(latencies[name], 50)),
+                   "p99_ms": 1e3 * float(np.percentile(latencies[name], 99)),
+                   "images_per_s": BATCH / min(batch_times[name]),
+                   "median_images_per_s": BATCH / float(np.median(batch_times[name]))}
+            for name in runners}
+
+
+def session_settings(loaded: LoadedModel, images: torch.Tensor, rounds: int, calibration: torch.Tensor) -> list[list]:
+    """The onnxruntime settings tried: threads, executor, graph optimisation level."""
+    graph = to_onnx(loaded)
+    contents = {"fp32": graph.SerializeToString(),
+                "int8 static": quantize(graph, calibration, loaded.mean, loaded.std, "static").SerializeToString()}
+    settings = {
+        "chosen: all optimisations, sequential, 1 thread per core": {},
+        "1 intra-op thread": {"threads": 1},
+        "parallel executor": {"parallel": True},
+        "basic optimisations only": {"optimization": "basic"},
+        "extended optimisations (no NCHWc layout)": {"optimization": "extended"},
+    }
+    runners = {(precision, label): OnnxModel(content, options=session_options(**setting))
+               for precision, content in contents.items() for label, setting in settings.items()}
+    results = measure(runners, images, rounds)
+    return [[loaded.name, precision, label, f"{result['p50_ms']:.3f}", f"{result['images_per_s']:,.0f}"]
+            for (precision, label), result in results.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(PRESETS), help="comma-separated presets")
+    parser.add_argument("--rounds", type=int, default=30, help="turns per backend (each: 1 batch of 256, 20 of 1)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+
+    data = load_dataset("mnist", allow_download=False)
+    calibration = calibration_images(data)
+    rows, summary, options_rows = [], [], []
+    for name in args.models.split(","):
+        loaded, weights = load_weights(name, data.mean, data.std)
+        images = normalize(data.test_images[:BATCH], loaded.mean, loaded.std)
+        results = measure(backends(loaded, calibration), images, args.rounds)
+        eager = results["PyTorch eager"]
+        for backend, result in results.items():
+            rows.append([name, weights, backend, f"{result['p50_ms']:.3f}", f"{result['p99_ms']:.3f}",
+                         f"{result['images_per_s']:,.0f}", f"{result['median_images_per_s']:,.0f}",
+                         f"{eager['p50_ms'] / result['p50_ms']:.2f}x",
+                         f"{result['images_per_s'] / eager['images_per_s']:.2f}x"])
+            print(" | ".join(rows[-1]), flush=True)
+        if name in GOALS:
+            summary.append(goal_line(name, results))
+        if name in ("tutorial", "best"):
+            options_rows += session_settings(loaded, images, max(args.rounds // 2, 5), calibration)
+
+    body = table(["model", "weights", "backend", "batch 1 p50 ms", "batch 1 p99 ms", f"batch {BATCH} images/s",
+                  f"batch {BATCH} median images/s", "latency vs eager", "throughput vs eager"], rows)
+    body += ("\n\nThroughput is the best of the rounds' batch-256 times; the median beside it shows how busy "
+             "the machine was. Ratios are speed-ups over PyTorch eager (above 1 is faster).\n\n")
+    body += "\n".join(f"- {line}" for line in summary)
+    body += "\n\n### onnxruntime session options\n\n" + table(
+        ["model", "precision", "setting", "batch 1 p50 ms", f"batch {BATCH} images/s"], options_rows)
+    print(body)
+    if not args.no_write:
+        write_section("infer_speed", "Inference speed by backend", body)
+
+
+def goal_line(name: str, results: dict[str, dict]) -> str:
+    throughput_goal, latency_goal = GOALS[name]
+    fastest = max(results, key=lambda backend: results[backend]["images_per_s"])
+    quickest = min(results, key=lambda backend: results[backend]["p50_ms"])
+    best_rate, best_latency = results[fastest]["images_per_s"], results[quickest]["p50_ms"]
+    line = (f"`{name}` goal {throughput_goal:,} images/s: {best_rate:,.0f} with {fastest} "
+            + ("(met)" if best_rate >= throughput_goal else f"(gap: {best_rate / throughput_goal:.0%} of the goal)"))
+    if latency_goal:
+        line += (f"; goal {latency_goal} ms at batch 1: {best_latency:.3f} ms with {quickest} "
+                 + ("(met)" if best_latency <= latency_goal else "(not met)"))
+    return line
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""ONNX export, its check, int8 quantization and the onnxruntime backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conftest import write_idx_dataset
+from digitrec import export
+from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model
+from digitrec.cli import main
+from digitrec.errors import DigitrecError
+from digitrec.export import load_backend, load_onnx, report_path
+from digitrec.models import build_model, classify
+
+
+@pytest.fixture(scope="module")
+def exported_run(fast_run: Path, tmp_path_factory) -> Path:
+    """A copy of the quick `fast` run whose fp32 export the onnx backend made and cached on first use."""
+    run = tmp_path_factory.mktemp("exported-run")
+    shutil.copy(fast_run / CHECKPOINT_NAME, run / CHECKPOINT_NAME)
+    load_backend(run, "onnx", log=lambda line: None)
+    return run
+
+
+def test_fp32_export_matches_pytorch_on_the_test_set(exported_run: Path, mnist) -> None:
+    onnx_file = exported_run / "checkpoint.onnx"
+    report = json.loads(report_path(onnx_file).read_text())
+    assert report["passed"] and report["precision"] == "fp32" and report["images"] == len(mnist.test_labels)
+    assert report["max_abs_difference"] <= 1e-4 and report["top1_agreement"] == 1.0
+    # The stored numbers are the real ones: recompute them independently.
+    torch_model, onnx_model = load_model(exported_run), load_onnx(onnx_file)
+    expected = classify(torch_model.model, mnist.test_images, torch_model.mean, torch_model.std)
+    found = classify(onnx_model.model, mnist.test_images, onnx_model.mean, onnx_model.std)
+    assert (expected - found).abs().max().item() <= 1e-4
+    assert torch.equal(expected.argmax(1), found.argmax(1))
+    assert report["torch_accuracy"] == report["onnx_accuracy"] == pytest.approx(
+        (expected.argmax(1) == mnist.test_labels).double().mean().item())
+
+
+def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: Path, mnist) -> None:
+    graph = onnx.load(exported_run / "checkpoint.onnx")
+    metadata = {entry.key: entry.value for entry in graph.metadata_props}
+    loaded = load_model(exported_run)
+    assert metadata["model"] == "fast" and json.loads(metadata["classes"]) == list(loaded.classes)
+    assert float(metadata["mean"]) == loaded.mean and float(metadata["std"]) == loaded.std
+    (images,), (output,) = graph.graph.input, graph.graph.output
+    assert [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim] == ["batch", 1, 28, 28]
+    assert output.name == "log_probabilities"
+    # Batches of odd sizes, through the same classify() that evaluation and prediction use.
+    onnx_model = load_onnx(exported_run / "checkpoint.onnx")
+    for batch_size in (1, 7):
+        found = classify(onnx_model.model, mnist.test_images[:21], onnx_model.mean, onnx_model.std, batch_size)
+        assert found.shape == (21, 10)
+        assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
+
+
+def test_evaluate_gives_the_same_score_on_both_backends(exported_run: Path, capsys) -> None:
+    scores = {}
+    for backend in ("torch", "onnx"):
+        assert main(["evaluate", str(exported_run), "--backend", backend, "--json"]) == 0
+        scores[backend] = json.loads(capsys.readouterr().out)
+    assert scores["onnx"]["backend"] == "onnx" and scores["onnx"]["source"].endswith("checkpoint.onnx")
+    assert scores["onnx"]["correct"] == scores["torch"]["correct"]
+    assert scores["onnx"]["confusion"] == scores["torch"]["confusion"]
+
+
+def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "fast-int8.onnx"
+    assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(report_path(out).read_text())
+    assert report["precision"] == "int8" and report["quantization"] == "static" and report["passed"]
+    assert report["top1_agreement"] >= 0.998 and report["accuracy_drop"] <= 0.001
+    assert f"top-1 agreement {100 * report['top1_agreement']:.2f}%" in printed
+    assert out.stat().st_size < 0.5 * (exported_run / "checkpoint.onnx").stat().st_size
+    graph = onnx.load(out)
+    assert any(node.op_type == "QuantizeLinear" for node in graph.graph.node)
+    assert {entry.key: entry.value for entry in graph.metadata_props}["precision"] == "int8"
+
+
+def test_a_failed_check_writes_nothing(exported_run: Path, mnist, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(export, "FP32_MAX_DIFFERENCE", 0.0)  # no float export is bit-exact
+    out = tmp_path / "strict.onnx"
+    with pytest.raises(DigitrecError, match=r"failed its check.*max \|difference\|.*nothing was written"):
+        export.export_onnx(load_model(exported_run), out, mnist)
+    assert not out.exists() and not report_path(out).exists()
+
+
+def test_check_catches_a_different_model(exported_run: Path, mnist) -> None:
+    loaded = load_model(exported_run)
+    other = build_model("fast").eval()
+    other.load_state_dict(loaded.model.state_dict())
+    with torch.no_grad():
+        other.classifier[-1].bias[3] += 5.0  # favour one class: many answers change
+    wrong = export.to_onnx(export.LoadedModel(other, "fast", loaded.mean, loaded.std, loaded.classes, "other"))
+    candidate = export.LoadedModel(export.OnnxModel(wrong.SerializeToString()), "fast", loaded.mean, loaded.std,
+                                   loaded.classes, "other", {"precision": "fp32"})
+    result = export.check_export(loaded, candidate, mnist)
+    assert not result["passed"] and result["top1_agreement"] < 1.0 and result["max_abs_difference"] > 1.0
+
+
+def tiny_run(folder: Path, data_dir: Path, seed: int = 0) -> Path:
+    """A run folder holding an untrained tutorial network, described as trained on the tiny data set."""
+    torch.manual_seed(seed)
+    model = build_model("tutorial")
+    data = {"name": "mnist", "classes": [str(d) for d in range(10)], "mean": 0.2, "std": 0.3, "folder": str(data_dir)}
+    Checkpoint(config={"model": "tutorial"}, model=model.state_dict(), optimizer={}, data=data).save(folder / CHECKPOINT_NAME)
+    return folder
+
+
+def test_onnx_backend_reuses_its_export_until_the_weights_change(tmp_path: Path) -> None:
+    data_dir = write_idx_dataset(tmp_path / "data")
+    run = tiny_run(tmp_path / "run", data_dir)
+    notes = []
+    first = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    assert len(notes) == 1 and first.source == str(run / "checkpoint.onnx")
+    written = (run / "checkpoint.onnx").stat().st_mtime_ns
+    second = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    assert len(notes) == 1 and (run / "checkpoint.onnx").stat().st_mtime_ns == written
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    assert torch.equal(classify(first.model, images, 0.2, 0.3), classify(second.model, images, 0.2, 0.3))
+
+    tiny_run(run, data_dir, seed=1)  # the run trained on: new weights, so the cached export is stale
+    third = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    assert len(notes) == 2
+    expected = classify(load_model(run).model, images, 0.2, 0.3)
+    assert torch.allclose(classify(third.model, images, 0.2, 0.3), expected, atol=1e-4)
+
+
+def test_inference_on_onnx_never_imports_training(exported_run: Path) -> None:
+    code = ("import sys, torch\n"
+            "from digitrec.export import load_backend\n"
+            "from digitrec.models import classify\n"
+            f"loaded = load_backend({str(exported_run / 'checkpoint.onnx')!r})\n"
+            "classify(loaded.model, torch.zeros(2, 28, 28, dtype=torch.uint8), loaded.mean, loaded.std)\n"
+            "print(sorted(name for name in sys.modules if name.startswith('digitrec')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "digitrec.export" in result.stdout and "digitrec.training" not in result.stdout
+
+
+def test_bad_onnx_inputs_get_one_clear_message(tmp_path: Path, capsys) -> None:
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    assert main(["evaluate", str(garbage)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("digitrec: error: onnxruntime cannot load") and "Traceback" not in error
+
+    foreign = tmp_path / "foreign.onnx"
+    node = onnx.helper.make_node("Identity", ["images"], ["log_probabilities"])
+    value = onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [None, 1, 28, 28])
+    result = onnx.helper.make_tensor_value_info("log_probabilities", onnx.TensorProto.FLOAT, [None, 1, 28, 28])
+    graph = onnx.helper.make_graph([node], "identity", [value], [result])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), foreign)
+    with pytest.raises(DigitrecError, match="not a digitrec ONNX file"):
+        load_onnx(foreign)
+    with pytest.raises(DigitrecError, match="only the onnx backend runs"):
+        load_backend(foreign, "torch")
+    with pytest.raises(DigitrecError, match="no ONNX file at"):
+        load_backend(tmp_path / "missing.onnx")
+    with pytest.raises(DigitrecError, match="unknown backend 'tensorrt'"):
+        load_backend(foreign, "tensorrt")
+
+
+def test_onnx_model_output_is_a_float_tensor_like_pytorch_gives(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp").eval()
+    graph = export.to_onnx(export.LoadedModel(model, "mlp", 0.1, 0.3, tuple("0123456789"), "test"))
+    session_model = export.OnnxModel(graph.SerializeToString(), threads=1)
+    images = torch.randn(3, 1, 28, 28)
+    found = session_model(images)
+    assert isinstance(found, torch.Tensor) and found.dtype == torch.float32
+    with torch.no_grad():
+        np.testing.assert_allclose(found.numpy(), model(images).numpy(), atol=1e-5)
