@@ -43,16 +43,19 @@ def browser():
 
 @pytest.fixture
 def page(browser, url):
-    """A fresh page at / that fails the test on any console error or uncaught exception."""
+    """A fresh page at / with no way out of this machine, that fails the test on any console error,
+    uncaught exception or request for something from another site."""
     context = browser.new_context(viewport={"width": 1000, "height": 1000})
-    page = context.new_page()
     problems = []
+    context.route(lambda address: not address.startswith(url),
+                  lambda route: problems.append(f"fetched {route.request.url}") or route.abort())
+    page = context.new_page()
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(url)
     yield page
     context.close()
-    assert problems == [], f"console errors: {problems}"
+    assert problems == [], f"console errors or outside requests: {problems}"
 
 
 def segments(points, spacing: float = 0.05):
@@ -188,6 +191,13 @@ def test_a_finger_draws_on_a_phone_sized_screen(browser, url):
     assert scroll == 0  # drawing did not scroll the page
     write_atomic(SCREENSHOTS / "serve-phone.png", page.screenshot(full_page=True))
     context.close()
+
+
+def test_the_api_docs_page_works_offline(page, url):
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".opblock", timeout=15_000)
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert {"/api/predict", "/api/predict/batch", "/api/models", "/health"} <= {path.strip() for path in paths}
 
 
 def test_screenshot_for_the_readme(page, mnist):

@@ -16,6 +16,7 @@ import torch
 from conftest import write_idx_dataset
 from digitrec import export
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model
+from digitrec.data import load_dataset
 from digitrec.cli import main
 from digitrec.errors import DigitrecError
 from digitrec.export import load_backend, load_onnx, report_path
@@ -63,16 +64,6 @@ def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: P
         assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
 
 
-def test_evaluate_gives_the_same_score_on_both_backends(exported_run: Path, capsys) -> None:
-    scores = {}
-    for backend in ("torch", "onnx"):
-        assert main(["evaluate", str(exported_run), "--backend", backend, "--json"]) == 0
-        scores[backend] = json.loads(capsys.readouterr().out)
-    assert scores["onnx"]["backend"] == "onnx" and scores["onnx"]["source"].endswith("checkpoint.onnx")
-    assert scores["onnx"]["correct"] == scores["torch"]["correct"]
-    assert scores["onnx"]["confusion"] == scores["torch"]["confusion"]
-
-
 def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "fast-int8.onnx"
     assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0
@@ -87,34 +78,56 @@ def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, c
     assert {entry.key: entry.value for entry in graph.metadata_props}["precision"] == "int8"
 
 
-def test_a_failed_check_writes_nothing(exported_run: Path, mnist, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(export, "FP32_MAX_DIFFERENCE", 0.0)  # no float export is bit-exact
-    out = tmp_path / "strict.onnx"
-    with pytest.raises(DigitrecError, match=r"failed its check.*max \|difference\|.*nothing was written"):
-        export.export_onnx(load_model(exported_run), out, mnist)
-    assert not out.exists() and not report_path(out).exists()
-
-
-def test_check_catches_a_different_model(exported_run: Path, mnist) -> None:
-    loaded = load_model(exported_run)
-    other = build_model("fast").eval()
-    other.load_state_dict(loaded.model.state_dict())
-    with torch.no_grad():
-        other.classifier[-1].bias[3] += 5.0  # favour one class: many answers change
-    wrong = export.to_onnx(export.LoadedModel(other, "fast", loaded.mean, loaded.std, loaded.classes, "other"))
-    candidate = export.LoadedModel(export.OnnxModel(wrong.SerializeToString()), "fast", loaded.mean, loaded.std,
-                                   loaded.classes, "other", {"precision": "fp32"})
-    result = export.check_export(loaded, candidate, mnist)
-    assert not result["passed"] and result["top1_agreement"] < 1.0 and result["max_abs_difference"] > 1.0
-
-
 def tiny_run(folder: Path, data_dir: Path, seed: int = 0) -> Path:
     """A run folder holding an untrained tutorial network, described as trained on the tiny data set."""
     torch.manual_seed(seed)
     model = build_model("tutorial")
     data = {"name": "mnist", "classes": [str(d) for d in range(10)], "mean": 0.2, "std": 0.3, "folder": str(data_dir)}
-    Checkpoint(config={"model": "tutorial"}, model=model.state_dict(), optimizer={}, data=data).save(folder / CHECKPOINT_NAME)
+    Checkpoint(config={"model": "tutorial"}, model=model.state_dict(), optimizer={}, data=data,
+               history={"train": [], "test": []}).save(folder / CHECKPOINT_NAME)
     return folder
+
+
+def test_evaluate_gives_the_same_score_on_both_backends(tmp_path: Path, capsys) -> None:
+    data_dir = write_idx_dataset(tmp_path / "data")
+    run = tiny_run(tmp_path / "run", data_dir)
+    scores = {}
+    for backend in ("torch", "onnx"):
+        assert main(["evaluate", str(run), "--backend", backend, "--data", str(data_dir), "--json"]) == 0
+        captured = capsys.readouterr()
+        scores[backend] = json.loads(captured.out)  # the first-use export note went to stderr
+    assert "exporting" in captured.err and scores["onnx"]["backend"] == "onnx"
+    assert scores["onnx"]["source"] == str(run / "checkpoint.onnx")
+    assert scores["onnx"]["confusion"] == scores["torch"]["confusion"]
+    assert scores["onnx"]["loss"] == pytest.approx(scores["torch"]["loss"], abs=1e-5)
+
+
+def test_a_failed_check_raises_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    data_dir = write_idx_dataset(tmp_path / "data")
+    run = tiny_run(tmp_path / "run", data_dir)
+    monkeypatch.setattr(export, "FP32_MAX_DIFFERENCE", -1.0)  # a limit no export can meet
+    out = tmp_path / "strict.onnx"
+    with pytest.raises(DigitrecError, match=r"failed its check.*max \|difference\|.*nothing was written"):
+        export.export_onnx(load_model(run), out, load_dataset("mnist", data_dir))
+    assert not out.exists() and not report_path(out).exists()
+    assert main(["export", str(run), "--out", str(out), "--data", str(data_dir)]) == 1
+    assert not out.exists()
+
+
+def test_check_catches_a_different_model(tmp_path: Path) -> None:
+    data_dir = write_idx_dataset(tmp_path / "data")
+    data = load_dataset("mnist", data_dir)
+    loaded = load_model(tiny_run(tmp_path / "run", data_dir))
+    other = build_model("tutorial").eval()
+    other.load_state_dict(loaded.model.state_dict())
+    with torch.no_grad():
+        other.fc2.bias[3] += 50.0  # favour one class: most answers change
+    wrong = export.to_onnx(export.LoadedModel(other, "tutorial", loaded.mean, loaded.std, loaded.classes, "other"))
+    candidate = export.LoadedModel(export.OnnxModel(wrong.SerializeToString()), "tutorial", loaded.mean, loaded.std,
+                                   loaded.classes, "other", {"precision": "fp32"})
+    result = export.check_export(loaded, candidate, data)
+    assert not result["passed"] and result["top1_agreement"] < 0.5 and result["max_abs_difference"] > 1.0
+    assert len(result["failures"]) == 2
 
 
 def test_onnx_backend_reuses_its_export_until_the_weights_change(tmp_path: Path) -> None:

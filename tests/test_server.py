@@ -150,6 +150,7 @@ def test_batch_errors_name_the_bad_file(client, digits):
     (b"hello, this is not a picture", "image/png", 415, ["not a picture"]),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "image/png", 415, []),  # cut off inside the header
     (b"{\"image\": 1}", "application/json", 415, ["content-type", "image/png"]),
+    (b"garbage", "multipart/form-data", 400, ["boundary"]),
     (png_bomb(8_000, 8_000), "image/png", 413, ["pixels"]),
     (png_bomb(20_000, 20_000), "image/png", 413, ["too large"]),
 ])
@@ -160,6 +161,21 @@ def test_bad_bodies_get_one_clear_4xx(client, body, content_type, status, words)
 def test_a_multipart_request_without_the_file_field_says_what_to_send(client):
     answer = client.post("/api/predict", files={"image": ("a.png", b"abc", "image/png")})
     assert_problem(answer, 400, "file")
+
+
+def test_a_batch_over_64_images_is_refused(client):
+    files = [("files", (f"{index}.png", b"x", "image/png")) for index in range(65)]
+    assert_problem(client.post("/api/predict/batch", files=files), 400, "64")
+
+
+def test_a_bug_is_still_answered_as_json(quick_model, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("something unforeseen")
+
+    monkeypatch.setattr(server_module, "read_upload", broken)
+    with client_of(create_app(quick_model)) as client:
+        answer = client.post("/api/predict", content=b"x", headers={"Content-Type": "image/png"})
+    assert_problem(answer, 500, "bug", "something unforeseen")
 
 
 def test_a_blank_picture_is_not_a_server_error(client):

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the HTTP API and the draw-a-digit web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
     serve.add_argument("--model", help="run folder, checkpoint.pt, .safetensors or preset (default: shipped best)")
     serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model")
     serve.add_argument("--threads", type=int, help="reading threads per process (default: cores / workers)")

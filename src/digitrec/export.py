@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from digitrec import __version__
-from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, load_model, pretrained_path
+from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, _normalisation, load_model, pretrained_path
 from digitrec.data import Dataset, cache_folder, load_dataset, normalize, sha256_file
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.evaluation import evaluate
+from digitrec.models import PRESETS
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "log_probabilities"
@@ -234,12 +235,17 @@ def _onnxruntime_version() -> str:
 
 def _loaded_from_session(model: OnnxModel, source: str) -> LoadedModel:
     header = model.metadata
+    name = header.get("model")
+    if name not in PRESETS:
+        raise DigitrecError(f"{source} is not a digitrec ONNX file (metadata 'model' is {name!r}); "
+                            "export one with 'digitrec export'")
     try:
-        return LoadedModel(model, header["model"], float(header["mean"]), float(header["std"]),
-                           tuple(json.loads(header["classes"])), source, {**header, "backend": "onnx"})
-    except (KeyError, ValueError) as error:
-        raise DigitrecError(f"{source} is not a digitrec ONNX file (its metadata lacks model, mean, std or "
-                            "classes); export one with 'digitrec export'") from error
+        mean, std, classes = _normalisation(header.get("mean"), header.get("std"),
+                                            json.loads(header.get("classes") or "null"))
+    except ValueError as error:
+        raise DigitrecError(f"{source} lacks what inference needs: {error}; export it again with "
+                            "'digitrec export'") from None
+    return LoadedModel(model, name, mean, std, classes, source, {**header, "backend": "onnx"})
 
 
 def load_onnx(path: str | Path, threads: int = 0) -> LoadedModel:

@@ -28,9 +28,12 @@ WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in the
 BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
 MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
 NOISE_SIGMAS = 6.0  # and stands out of the paper's noise by this many standard deviations
-SPECK_FRACTION = 0.02  # pieces smaller than this share of the largest one are dust or noise
+MIN_PIECE_PIXELS, CRUMB_FRACTION, MAX_PIECES = 3, 0.002, 200  # ink too small to be worth a look
 MERGE_OVERLAP = 0.5  # pieces sharing this much of the narrower one's width belong to one digit
+FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close over or under it, is part of it
+FRAGMENT_REACH = 0.1  # even with a gap this wide (share of the neighbour's height)
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
+SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -164,18 +167,20 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     strong = np.zeros(count + 1, bool)
     strong[labels[ink > high]] = True
     strong[0] = False
-    kept = np.flatnonzero(strong & (sizes >= SPECK_FRACTION * sizes[strong].max(initial=0)))
+    # Only crumbs go here; whether a small piece is a speck or part of a digit is decided after merging.
+    kept = np.flatnonzero(strong & (sizes >= max(MIN_PIECE_PIXELS, CRUMB_FRACTION * sizes[strong].max(initial=0))))
+    kept = kept[np.argsort(sizes[kept])[::-1][:MAX_PIECES]]
     if not len(kept):
         return []
     slices = ndimage.find_objects(labels)
-    boxes = {int(label): _box(slices[label - 1]) for label in kept}
-    groups = [list(boxes)] if single else _merge_into_digits(boxes)
-    groups = _drop_short(groups, boxes)
-    values = np.clip((ink - low) / max(level - low, 1e-6), 0, 1)
+    pieces = [Piece([int(label)], _box(slices[label - 1]), int(sizes[label])) for label in kept]
+    groups = [Piece.union(pieces)] if single else merge_pieces(pieces)
+    groups = drop_specks(groups)
+    values = np.clip((ink - low) / max(high - low, 1e-6), 0, 1)
     segments = []
-    for group in sorted(groups, key=lambda members: min(boxes[label][0] for label in members)):
-        x0, y0, x1, y1 = _union([boxes[label] for label in group])
-        crop = np.where(np.isin(labels[y0:y1, x0:x1], group), values[y0:y1, x0:x1], 0).astype(np.float32)
+    for group in sorted(groups, key=lambda group: group.box[0]):
+        x0, y0, x1, y1 = group.box
+        crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values[y0:y1, x0:x1], 0).astype(np.float32)
         box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
         segments.append(Segment(mnist_style(crop), box))
     return segments
@@ -185,36 +190,64 @@ def _box(region: tuple[slice, slice]) -> tuple[int, int, int, int]:
     return region[1].start, region[0].start, region[1].stop, region[0].stop
 
 
-def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-    return (min(box[0] for box in boxes), min(box[1] for box in boxes),
-            max(box[2] for box in boxes), max(box[3] for box in boxes))
+@dataclass
+class Piece:
+    """Connected ink, or several pieces taken as one digit."""
+
+    labels: list[int]
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    pixels: int
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+    @staticmethod
+    def union(pieces: list["Piece"]) -> "Piece":
+        boxes = [piece.box for piece in pieces]
+        return Piece([label for piece in pieces for label in piece.labels],
+                     (min(box[0] for box in boxes), min(box[1] for box in boxes),
+                      max(box[2] for box in boxes), max(box[3] for box in boxes)),
+                     sum(piece.pixels for piece in pieces))
 
 
-def _merge_into_digits(boxes: dict[int, tuple[int, int, int, int]]) -> list[list[int]]:
-    """Pieces that overlap strongly in x are one digit: the detached bar of a 5, a broken stroke."""
-    groups = [([label], box) for label, box in sorted(boxes.items(), key=lambda item: item[1][0])]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                (_, a), (_, b) = groups[i], groups[j]
-                shared = min(a[2], b[2]) - max(a[0], b[0])
-                if shared >= MERGE_OVERLAP * min(a[2] - a[0], b[2] - b[0]):
-                    members = groups[i][0] + groups[j][0]
-                    groups[i] = (members, _union([a, b]))
-                    del groups[j]
-                    merged = True
-                    break
-            if merged:
+def belong_together(a: Piece, b: Piece) -> bool:
+    """Pieces of one digit: sharing most of the narrower one's columns (a broken stroke, a crossed 7),
+    or a much shorter piece at or just beside the top or bottom of a taller one (the detached bar of a 5)."""
+    shared = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    if shared >= MERGE_OVERLAP * min(a.width, b.width):
+        return True
+    short, tall = sorted((a, b), key=lambda piece: piece.height)
+    middle = (tall.box[1] + tall.box[3]) / 2
+    beside = -shared < FRAGMENT_REACH * tall.height
+    off_middle = short.box[3] <= middle or short.box[1] >= middle  # a dash across the middle stays apart
+    close = max(tall.box[1] - short.box[3], short.box[1] - tall.box[3]) < FRAGMENT_HEIGHT * tall.height
+    return short.height < FRAGMENT_HEIGHT * tall.height and beside and off_middle and close
+
+
+def merge_pieces(pieces: list[Piece]) -> list[Piece]:
+    groups = list(pieces)
+    merging = True
+    while merging:
+        merging = False
+        for i, j in ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))):
+            if belong_together(groups[i], groups[j]):
+                groups[i] = Piece.union([groups[i], groups[j]])
+                del groups[j]
+                merging = True
                 break
-    return [members for members, _ in groups]
+    return groups
 
 
-def _drop_short(groups: list[list[int]], boxes: dict[int, tuple[int, int, int, int]]) -> list[list[int]]:
-    heights = [max(boxes[label][3] for label in group) - min(boxes[label][1] for label in group) for group in groups]
-    tallest = max(heights)
-    return [group for group, height in zip(groups, heights) if height >= SHORT_FRACTION * tallest]
+def drop_specks(groups: list[Piece]) -> list[Piece]:
+    """Dots, dashes and dust: much lower or much smaller than the biggest digit."""
+    tallest = max(group.height for group in groups)
+    most = max(group.pixels for group in groups)
+    return [group for group in groups if group.height >= SHORT_FRACTION * tallest and group.pixels >= SPECK_FRACTION * most]
 
 
 def mnist_style(crop: np.ndarray) -> torch.Tensor:

@@ -36,7 +36,8 @@ from digitrec.plots import save_figure  # noqa: E402
 
 FEATURE_MAP_DIGITS = 3  # test images shown flowing through the network
 FEATURE_MAP_CHANNELS = 8  # channels shown per stage
-FEATURE_MAP_COLOURS = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+FEATURE_MAP_COLOURS = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # bad: the gaps between tiles
+FILTER_COLOURS = matplotlib.colormaps["bwr"].with_extremes(bad="#bbbbbb")
 POOLING_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
 POOLING_FUNCTIONS = (F.max_pool2d, F.avg_pool2d, F.adaptive_max_pool2d, F.adaptive_avg_pool2d)
 
@@ -198,26 +199,25 @@ def training_figure(history: dict):
     return figure
 
 
+def _tile(images: torch.Tensor, columns: int) -> torch.Tensor:
+    """Small images (N, H, W) in a grid `columns` wide, with a one-pixel NaN gap that draws as blank."""
+    count, height, width = images.shape
+    rows = math.ceil(count / columns)
+    cells = torch.full((rows * columns, height + 1, width + 1), float("nan"))
+    cells[:count, :height, :width] = images
+    grid = cells.reshape(rows, columns, height + 1, width + 1).permute(0, 2, 1, 3)
+    return grid.reshape(rows * (height + 1), columns * (width + 1))[:-1, :-1]
+
+
 def filters_figure(title: str, filters: torch.Tensor):
     columns = min(8, len(filters))
     rows = math.ceil(len(filters) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9 + 0.4), squeeze=False)
-    limit = filters.abs().max().item() or 1.0
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, weights in zip(axes.flat, filters):
-        axis.imshow(weights.numpy(), cmap="bwr", vmin=-limit, vmax=limit, interpolation="none")
-    figure.suptitle(title + " (red positive, blue negative)", fontsize=9)
+    figure, axis = plt.subplots(figsize=(columns * 0.8, rows * 0.8 + 0.4))
+    limit = filters.abs().max().item() or 1.0  # one scale for all, centred on zero: white is 0
+    axis.imshow(_tile(filters, columns).numpy(), cmap=FILTER_COLOURS, vmin=-limit, vmax=limit, interpolation="none")
+    axis.axis("off")
+    axis.set_title(title + " (red positive, blue negative)", fontsize=9)
     return figure
-
-
-def _tile(maps: torch.Tensor) -> torch.Tensor:
-    """Channels (C, H, W) side by side, each scaled to [0, 1] on its own, a blank column between."""
-    low = maps.amin((1, 2), keepdim=True)
-    high = maps.amax((1, 2), keepdim=True)
-    scaled = (maps - low) / (high - low).clamp(min=1e-8)
-    padded = F.pad(scaled, (0, 1), value=float("nan"))  # NaN is drawn in the colour map's "bad" colour
-    return padded.permute(1, 0, 2).reshape(maps.shape[1], -1)[:, :-1]
 
 
 def feature_map_figure(image: torch.Tensor, label: str, stages: list[tuple[str, torch.Tensor]]):
@@ -227,7 +227,10 @@ def feature_map_figure(image: torch.Tensor, label: str, stages: list[tuple[str, 
     axes[0].imshow(image.numpy(), cmap="gray", interpolation="none")
     axes[0].set_title(f"input: {label}", fontsize=9, loc="left")
     for axis, (name, maps) in zip(axes[1:], shown):
-        axis.imshow(_tile(maps[:FEATURE_MAP_CHANNELS]).numpy(), cmap=FEATURE_MAP_COLOURS, interpolation="none")
+        shown_maps = maps[:FEATURE_MAP_CHANNELS]
+        low, high = shown_maps.amin((1, 2), keepdim=True), shown_maps.amax((1, 2), keepdim=True)
+        scaled = (shown_maps - low) / (high - low).clamp(min=1e-8)  # each channel on its own range
+        axis.imshow(_tile(scaled, len(scaled)).numpy(), cmap=FEATURE_MAP_COLOURS, interpolation="none")
         channels = min(FEATURE_MAP_CHANNELS, len(maps))
         axis.set_title(f"{name}: {channels} of {len(maps)} channels, {maps.shape[1]}×{maps.shape[2]}",
                        fontsize=9, loc="left")
@@ -267,7 +270,7 @@ def write_report(run_dir: str | Path, data: Dataset, out_dir: str | Path | None 
     evaluation_seconds = time.perf_counter() - evaluation_started
     stored_checksums = checkpoint.data.get("checksums", {})
     metrics = {
-        "run": str(run_dir), "model": loaded.name, "source": loaded.source, "dataset": data.name,
+        "run": str(run_dir), "model": loaded.name, "source": loaded.source, "backend": "torch", "dataset": data.name,
         **evaluation.summary(),
         "epochs": checkpoint.epoch,
         "model_summary": model_summary(loaded.model, image_shape),

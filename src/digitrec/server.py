@@ -117,7 +117,8 @@ class InferencePool:
 
     def admit(self) -> None:
         if self.in_flight >= self.capacity:
-            raise Overloaded(f"the server is busy ({self.in_flight} requests in progress); try again in a moment")
+            raise Overloaded("the server is busy; try again in a moment (a server started with a larger "
+                             "--queue or more --workers holds more requests at once)")
 
     async def run(self, function: Callable, *args):
         self.admit()

@@ -1,0 +1,248 @@
+"""Training speed and accuracy: the lab's recipe and pytorch/examples' recipe against our presets.
+
+Every recipe runs in its own subprocess (clean peak memory, no warm caches shared), one after the
+other in this one run, on the real MNIST, and the table quotes ours as ratios to the two baselines.
+
+    python benchmarks/train_speed.py --data ../shared/data/mnist            # everything but `best`
+    python benchmarks/train_speed.py --best-run runs/best                    # take `best` from a finished run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+THRESHOLDS = (0.98, 0.99, 0.995)
+
+
+def per_sample_loaders(data_dir: str):
+    """The lab's data path: torchvision's MNIST with ToTensor and Normalize, one PIL image per sample."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from digitrec.data import load_dataset
+
+    data = load_dataset("mnist", data_dir)
+
+    class PerSampleMNIST(torch.utils.data.Dataset):
+        def __init__(self, images, labels):
+            self.images, self.labels = images.numpy(), labels.tolist()
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, index):
+            image = Image.fromarray(self.images[index], mode="L")  # what torchvision's MNIST does
+            tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div(255).unsqueeze(0)  # ToTensor
+            return (tensor - 0.1307) / 0.3081, self.labels[index]  # Normalize((0.1307,), (0.3081,))
+
+    train = torch.utils.data.DataLoader(PerSampleMNIST(data.train_images, data.train_labels), batch_size=64, shuffle=True)
+    test = torch.utils.data.DataLoader(PerSampleMNIST(data.test_images, data.test_labels), batch_size=1000, shuffle=True)
+    return train, test
+
+
+def examples_network():
+    """pytorch/examples mnist/main.py's Net."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+            self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+            self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+            x = F.relu(self.fc1(self.dropout1(x).flatten(1)))
+            return F.log_softmax(self.fc2(self.dropout2(x)), dim=1)
+
+    return Net()
+
+
+def run_baseline(name: str, data_dir: str, epochs: int) -> dict:
+    """The lab's loop as written (per-sample DataLoader), with the lab's or pytorch/examples' recipe."""
+    import torch
+    import torch.nn.functional as F
+
+    from digitrec.models import TutorialNet
+
+    torch.manual_seed(1)
+    train_loader, test_loader = per_sample_loaders(data_dir)
+    if name == "lab":
+        network = TutorialNet()
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.5)
+        scheduler = None
+    else:
+        network = examples_network()
+        optimizer = torch.optim.Adadelta(network.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    curve, seconds = [], 0.0
+    for _ in range(epochs):
+        network.train()
+        started = time.perf_counter()
+        for batch_index, (images, targets) in enumerate(train_loader):
+            optimizer.zero_grad()
+            loss = F.nll_loss(network(images), targets)
+            loss.backward()
+            optimizer.step()
+            if batch_index % 10 == 0:
+                loss.item()  # the lab logs every 10 batches
+        seconds += time.perf_counter() - started
+        if scheduler:
+            scheduler.step()
+        network.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, targets in test_loader:
+                correct += int((network(images).argmax(1) == targets).sum())
+        curve.append([seconds, correct / len(test_loader.dataset)])
+    return {"curve": curve}
+
+
+def run_preset(name: str, data_dir: str, seed: int, epochs: int | None) -> dict:
+    """Our presets through the same function `digitrec train` calls."""
+    from digitrec.data import load_dataset
+    from digitrec.training import make_config, train
+
+    data = load_dataset("mnist", data_dir)
+    with tempfile.TemporaryDirectory() as folder:
+        final = train(make_config(name, seed=seed, epochs=epochs, data_dir=data_dir), folder, data=data,
+                      log=lambda line: None, progress=False)
+    return {"curve": curve_from_history(final.history, final.seconds)}
+
+
+def curve_from_history(history: dict, seconds: float) -> list[list[float]]:
+    """[training seconds, test accuracy] after each epoch, spreading the time evenly over epochs."""
+    epochs = [row for row in history["test"] if row[0] > 0]
+    last = max(row[0] for row in epochs) if epochs else 1
+    return [[seconds * row[0] / last, row[3]] for row in epochs]
+
+
+def run_cli_fast(data_dir: str, seed: int) -> dict:
+    """The whole `digitrec train --model fast` command, start-up and data loading included."""
+    from digitrec.checkpoint import Checkpoint
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "digitrec", "train", "--model", "fast", "--seed", str(seed),
+                        "--data", data_dir, "--out", folder, "--force", "--no-plots"], check=True,
+                       capture_output=True)
+        wall = time.perf_counter() - started
+        final = Checkpoint.load(folder)
+    return {"curve": curve_from_history(final.history, final.seconds), "command_seconds": wall}
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.only in ("lab", "examples"):
+        result = run_baseline(args.only, args.data, args.baseline_epochs if args.only == "examples" else 3)
+    elif args.only == "fast-cli":
+        result = run_cli_fast(args.data, args.seed)
+    else:
+        result = run_preset(args.only, args.data, args.seed, None)
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def measure(only: str, args: argparse.Namespace, seed: int = 1) -> dict:
+    command = [sys.executable, __file__, "--only", only, "--data", args.data, "--seed", str(seed),
+               "--baseline-epochs", str(args.baseline_epochs)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
+    print(f"  {only} (seed {seed}): final {100 * result['curve'][-1][1]:.2f}% "
+          f"after {result['curve'][-1][0]:.1f} s", flush=True)
+    return result
+
+
+def time_to(curve: list[list[float]], threshold: float) -> str:
+    return next((f"{seconds:.1f} s" for seconds, accuracy in curve if accuracy >= threshold), "not reached")
+
+
+def best_from_run(run_dir: str) -> dict:
+    from digitrec.checkpoint import Checkpoint
+
+    final = Checkpoint.load(run_dir)
+    return {"curve": curve_from_history(final.history, final.seconds), "peak_mb": float("nan"),
+            "seeds": f"1 run ({run_dir})"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="MNIST folder (default: $DIGITREC_DATA)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-epochs", type=int, default=2, help="epochs of the pytorch/examples recipe")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the fast preset's mean")
+    parser.add_argument("--best-run", help="take `best` from this finished run folder instead of training it")
+    parser.add_argument("--train-best", action="store_true", help="train `best` here too (about 25 minutes)")
+    args = parser.parse_args()
+    import os
+
+    args.data = args.data or os.environ.get("DIGITREC_DATA")
+    if not args.data:
+        parser.error("give --data DIR or set DIGITREC_DATA")
+    if args.only:
+        return child(args)
+
+    from markdown import table, write_section
+
+    print("Measuring, one recipe at a time:", flush=True)
+    results = {"lab": measure("lab", args), "examples": measure("examples", args),
+               "tutorial": measure("tutorial", args)}
+    results["mlp"] = measure("mlp", args)
+    fast_runs = [measure("fast-cli", args, seed) for seed in range(1, args.seeds + 1)]
+    if args.best_run:
+        results["best"] = best_from_run(args.best_run)
+    elif args.train_best:
+        results["best"] = measure("best", args)
+
+    def seconds_per_epoch(result: dict) -> float:
+        return result["curve"][-1][0] / len(result["curve"])
+
+    lab_epoch, examples_epoch = seconds_per_epoch(results["lab"]), seconds_per_epoch(results["examples"])
+    rows = []
+    labels = {"lab": "lab recipe (per-sample DataLoader)", "examples": "pytorch/examples recipe (per-sample)",
+              "tutorial": "digitrec tutorial", "mlp": "digitrec mlp", "best": "digitrec best"}
+    for name, result in results.items():
+        epoch = seconds_per_epoch(result)
+        rows.append([labels[name], len(result["curve"]), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x",
+                     f"{examples_epoch / epoch:.2f}x",
+                     *[time_to(result["curve"], threshold) for threshold in THRESHOLDS],
+                     f"{100 * result['curve'][-1][1]:.2f}%", f"{result['peak_mb']:.0f}"])
+    fast_accuracies = [run["curve"][-1][1] for run in fast_runs]
+    fast_train = [run["curve"][-1][0] for run in fast_runs]
+    fast_epoch = sum(fast_train) / len(fast_train)
+    rows.insert(3, [f"digitrec fast (mean of {len(fast_runs)} seeds)", len(fast_runs[0]["curve"]),
+                    f"{fast_epoch:.1f}", f"{lab_epoch / fast_epoch:.2f}x", f"{examples_epoch / fast_epoch:.2f}x",
+                    *[time_to(fast_runs[0]["curve"], threshold) for threshold in THRESHOLDS],
+                    f"{100 * sum(fast_accuracies) / len(fast_accuracies):.2f}%",
+                    f"{max(run['peak_mb'] for run in fast_runs):.0f}"])
+    header = ["recipe", "epochs", "s/epoch", "speed vs lab", "speed vs examples", "time to 98%", "time to 99%",
+              "time to 99.5%", "final accuracy", "peak MB"]
+    body = table(header, rows)
+    fast_detail = ", ".join(f"seed {seed}: {100 * accuracy:.2f}% in {seconds:.1f} s of training, "
+                            f"{run['command_seconds']:.1f} s for the whole command"
+                            for seed, (accuracy, seconds, run) in
+                            enumerate(zip(fast_accuracies, fast_train, fast_runs), start=1))
+    lab_curve = ", ".join(f"{100 * accuracy:.2f}%" for _, accuracy in results["lab"]["curve"])
+    notes = (f"\n\nTimes are training seconds (test passes excluded), cumulative at each epoch's test. "
+             f"`fast` per seed: {fast_detail}. The lab recipe's accuracy after each epoch: {lab_curve}. "
+             f"Peak MB is the process's maximum resident memory.")
+    if "best" in results and args.best_run:
+        notes += f" `best` comes from the finished run {args.best_run} (its checkpoint's history), not retrained here."
+    print(body + notes)
+    write_section("train_speed", "Training speed and accuracy (MNIST)", body + notes)
+
+
+if __name__ == "__main__":
+    main()
