@@ -81,9 +81,12 @@ def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator)
     paper, pen_colour = rng.uniform(170, 245), rng.uniform(10, 90)
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * (columns / width - 0.5) + np.sin(angle) * (rows / height - 0.5))
-    vignette = ((columns / width - 0.5) ** 2 + (rows / height - 0.5) ** 2)
-    light = 1 + rng.uniform(0, 0.5) * ramp - rng.uniform(0, 0.5) * vignette
+    # Light falling from one side, and a lens darkening towards the corners, both measured in
+    # fractions of the picture's half-diagonal, as a camera sees them.
+    reach = np.hypot(width, height) / 2
+    across, down = (columns - width / 2) / reach, (rows - height / 2) / reach
+    ramp = np.cos(angle) * across + np.sin(angle) * down
+    light = 1 + rng.uniform(0, 0.3) * ramp - rng.uniform(0, 0.4) * (across ** 2 + down ** 2)
     picture = light * (paper * (1 - page) + pen_colour * page)
     picture = ndimage.gaussian_filter(picture, rng.uniform(0.3, 1.2) * max(1.0, scale / 8))
     picture += rng.normal(0, rng.uniform(1, 6), picture.shape)

@@ -15,9 +15,9 @@ import torch
 
 from conftest import write_idx_dataset
 from digitrec import export
-from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model
-from digitrec.data import load_dataset
+from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model, save_weights
 from digitrec.cli import main
+from digitrec.data import load_dataset
 from digitrec.errors import DigitrecError
 from digitrec.export import load_backend, load_onnx, report_path
 from digitrec.models import build_model, classify
@@ -64,6 +64,26 @@ def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: P
         assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
 
 
+def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist) -> None:
+    from fastapi.testclient import TestClient
+
+    from conftest import picture_of_digits
+    from digitrec import server
+
+    picture = picture_of_digits([mnist.test_images[index] for index in range(6)])
+    answers = {}
+    for backend in ("torch", "onnx"):
+        loaded = server._load(str(exported_run), backend)
+        assert loaded.metadata.get("backend", "torch") == backend
+        with TestClient(server.create_app(loaded)) as client:
+            response = client.post("/api/predict", files={"file": ("digits.png", picture, "image/png")})
+        assert response.status_code == 200, response.text
+        answers[backend] = response.json()
+    assert answers["onnx"]["digits"] == answers["torch"]["digits"]
+    for torch_item, onnx_item in zip(answers["torch"]["items"], answers["onnx"]["items"]):
+        assert onnx_item["probabilities"] == pytest.approx(torch_item["probabilities"], abs=1e-4)
+
+
 def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "fast-int8.onnx"
     assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0
@@ -96,8 +116,7 @@ def test_evaluate_gives_the_same_score_on_both_backends(tmp_path: Path, capsys) 
         assert main(["evaluate", str(run), "--backend", backend, "--data", str(data_dir), "--json"]) == 0
         captured = capsys.readouterr()
         scores[backend] = json.loads(captured.out)  # the first-use export note went to stderr
-    assert "exporting" in captured.err and scores["onnx"]["backend"] == "onnx"
-    assert scores["onnx"]["source"] == str(run / "checkpoint.onnx")
+    assert "exporting" in captured.err and scores["onnx"]["source"] == str(run / "checkpoint.onnx")
     assert scores["onnx"]["confusion"] == scores["torch"]["confusion"]
     assert scores["onnx"]["loss"] == pytest.approx(scores["torch"]["loss"], abs=1e-5)
 
@@ -147,6 +166,21 @@ def test_onnx_backend_reuses_its_export_until_the_weights_change(tmp_path: Path)
     assert len(notes) == 2
     expected = classify(load_model(run).model, images, 0.2, 0.3)
     assert torch.allclose(classify(third.model, images, 0.2, 0.3), expected, atol=1e-4)
+
+
+def test_weights_files_are_exported_into_the_user_cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data_dir = write_idx_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    weights = save_weights(tmp_path / "shipped" / "tutorial.safetensors", "tutorial", build_model("tutorial"),
+                           {"mean": 0.2, "std": 0.3, "classes": [str(d) for d in range(10)]})
+    loaded = load_backend(weights, "onnx", data_dir=data_dir, log=lambda line: None)
+    cached = Path(loaded.source)
+    assert cached.parent == tmp_path / "cache" / "digitrec" / "onnx" and cached.name.startswith("tutorial-")
+    assert sorted(path.name for path in weights.parent.iterdir()) == ["tutorial.safetensors"]  # left untouched
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    expected = classify(load_model(weights).model, images, 0.2, 0.3)
+    assert torch.allclose(classify(loaded.model, images, loaded.mean, loaded.std), expected, atol=1e-4)
 
 
 def test_inference_on_onnx_never_imports_training(exported_run: Path) -> None:

@@ -1,5 +1,6 @@
 """Reliability and security (issue 8): training survives being killed at any moment, a full disk
-never costs the last good checkpoint, and hostile model files are refused without running.
+never costs the last good checkpoint, hostile model files are refused without running, and hostile
+pictures get the right answer or one clear error. docs/reliability.md records the results.
 
 Training processes are real processes that get real signals. Most are forked from a small launcher
 that imported torch once, so each one starts in milliseconds instead of seconds; the SIGTERM test
@@ -30,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import schemathesis
 from PIL import Image
 
 from conftest import write_idx_dataset
@@ -190,6 +192,15 @@ def assert_same_run(final: Checkpoint, reference: Checkpoint) -> None:
     assert final.history["test"] == reference.history["test"]
 
 
+def latest_save(run: Path) -> tuple[int, int] | None:
+    """Which checkpoint.pt is there now: every save renames a new file over it."""
+    try:
+        status = (run / CHECKPOINT_NAME).stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
 def temporary_files(run: Path) -> list[Path]:
     return sorted(run.glob(f".{CHECKPOINT_NAME}.*.tmp"))
 
@@ -230,8 +241,14 @@ def test_sigkill_at_a_random_moment_then_resume_ends_as_the_uninterrupted_run(
     if inside_write:
         partial = kill_inside_a_checkpoint_write(child, run, nth=chooser.randint(2, 6))
     else:
-        assert wait_for(lambda: (run / CHECKPOINT_NAME).exists()), child.output
-        time.sleep(chooser.uniform(0, 0.5 * reference.seconds))
+        # Anywhere from just after the 1st to just after the 8th of the run's 15 saves, then a random
+        # pause: the kill lands in a training step, a test pass or a write. Counting saves, not
+        # seconds, keeps every trial inside the run however loaded the machine is.
+        saves, wanted = set(), chooser.randint(1, 8)
+        while len(saves) < wanted:
+            assert wait_for(lambda: latest_save(run) not in saves | {None}), child.output
+            saves.add(latest_save(run))
+        time.sleep(chooser.uniform(0, 0.03))
         child.signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL, f"the run ended before it could be killed:\n{child.output}"
 
@@ -256,7 +273,7 @@ def test_killed_before_the_first_checkpoint_says_to_train_again(launcher, tiny_d
 
     code, output = launcher.run(["resume", run], tmp_path, tmp_path / "resume.log")
     assert code == 1 and "Traceback" not in output
-    assert f"stopped before its first checkpoint" in output and f"digitrec train --out {run}" in output
+    assert "stopped before its first checkpoint" in output and f"digitrec train --out {run}" in output
 
     code, output = launcher.run(train_args(tiny_data, run), tmp_path, tmp_path / "again.log")
     assert code == 0, output
@@ -651,7 +668,7 @@ def test_truncated_pictures_are_read_right_or_get_one_clear_error(kind, digit, q
     assert set(outcomes[:3]) <= {"damaged or truncated", "not a picture"}, outcomes
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(data=st.data(), kind=st.sampled_from(["png", "jpeg", "cmyk-jpeg", "animated-gif-first-frame", "tiff"]))
 def test_damaged_pictures_are_read_or_get_one_clear_error(data, kind, digit, quick_model):
     from digitrec.predict import read_image
@@ -660,3 +677,26 @@ def test_damaged_pictures_are_read_or_get_one_clear_error(data, kind, digit, qui
         read_image(data.draw(damaged(variants(digit[1])[kind])), quick_model)
     except DigitrecError:
         pass
+
+
+# --- The server, fuzzed from its own OpenAPI document ------------------------------------------
+
+API_EXAMPLES = 60  # per operation
+
+
+def test_the_api_never_answers_a_request_its_schema_allows_with_a_server_error(quick_model):
+    # Driven by hand rather than through schemathesis's pytest plugin, whose fixture loader does not
+    # work with pytest 9: the same strategies, the same check.
+    from digitrec.server import create_app
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(quick_model))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {operation.path for operation in operations} >= {"/api/predict", "/api/predict/batch"}
+    for operation in operations:
+        @settings(max_examples=API_EXAMPLES, deadline=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def answers_without_a_server_error(case):
+            case.call_and_validate(checks=[schemathesis.checks.not_a_server_error])
+
+        answers_without_a_server_error()

@@ -29,6 +29,9 @@ from digitrec.errors import DigitrecError, write_atomic
 from digitrec.evaluation import evaluate
 from digitrec.models import PRESETS
 
+# onnx and onnxruntime are imported where they are used: the torch backend goes through
+# load_backend too, and should not pay for loading them.
+
 INPUT_NAME = "images"
 OUTPUT_NAME = "log_probabilities"
 OPSET = 17
@@ -128,16 +131,16 @@ def calibration_images(data: Dataset, count: int = CALIBRATION_IMAGES) -> torch.
 def quantize(graph, calibration: torch.Tensor, mean: float, std: float, method: str = "static"):
     """An int8 copy of an fp32 graph: weights int8 per channel; activations uint8 for `static`.
 
-    The last layer (the one feeding LogSoftmax) stays in float: quantizing the logits costs 0.1-0.2 %
-    of top-1 agreement on these networks and saves nothing measurable.
+    The last layer (the one feeding LogSoftmax) stays in float: it is tiny, and quantizing the logits
+    took a 1-epoch tutorial run's top-1 agreement from 99.92% to 99.78%, under the 99.8% bar.
     """
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in QUANTIZATIONS:
         raise DigitrecError(f"unknown quantization {method!r}; choose {' or '.join(QUANTIZATIONS)}")
-    import onnx
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:

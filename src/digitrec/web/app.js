@@ -233,12 +233,11 @@ async function readPhoto(file) {
 }
 
 fileInput.addEventListener("change", () => readPhoto(fileInput.files[0]));
-drop.addEventListener("dragover", (event) => {
-  event.preventDefault();
-  drop.classList.add("over");
-});
+drop.addEventListener("dragenter", () => drop.classList.add("over"));
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (event) => {
+// A picture dropped anywhere on the page is read, rather than opened by the browser in place of the page.
+document.addEventListener("dragover", (event) => event.preventDefault());
+document.addEventListener("drop", (event) => {
   event.preventDefault();
   drop.classList.remove("over");
   readPhoto(event.dataTransfer.files[0]);
