@@ -7,11 +7,14 @@ fp32, and onnxruntime int8 by static and by dynamic quantization. Every backend 
 wrapper inference uses (export.OnnxModel for onnxruntime), on normalised real MNIST test images.
 Weights are the shipped ones where a preset has them, else random (speed does not depend on them).
 
-Two passes, because the machine may be shared:
-- wall clock with every core, what a user sees: the backends take turns round by round (a busy
-  spell slows them all alike), latency percentiles are over every batch-1 call, and throughput is
-  the best round's batch-256 time, the closest to what the machine does when nobody else runs;
-- one thread, timed in CPU time: each backend's work per core, which other processes cannot inflate.
+The machine may be shared, so every measurement lets the backends take turns round by round (a
+busy spell slows them all alike), and each number is chosen to say something even then:
+- batch-1 latency, wall clock, one thread (as `digitrec serve` runs each request), p50 and p99
+  over every call;
+- batch-256 throughput, wall clock, all cores: the best round, the closest to what the machine
+  does when nobody else runs;
+- batch-256 throughput on one thread timed in CPU time: each backend's work per core, which other
+  processes cannot inflate.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -66,36 +70,43 @@ def backends(loaded: LoadedModel, graphs: dict[str, bytes], threads: int) -> dic
             **{f"onnxruntime {precision}": OnnxModel(content, threads) for precision, content in graphs.items()}}
 
 
-def measure(runners: dict[str, Callable], images: torch.Tensor, rounds: int,
-            clock: Callable[[], float] = time.perf_counter, calls: int = CALLS_PER_ROUND) -> dict[str, dict]:
-    single, batch = images[:1].clone(), images[:BATCH].clone()
-    latencies = {name: [] for name in runners}
-    batch_times = {name: [] for name in runners}
+def timings(runners: dict, inputs: torch.Tensor, rounds: int, calls: int,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each runner; the runners take turns, `calls` calls each per round."""
     for run in runners.values():  # warm-up: allocators, thread pools, one-off graph work
-        run(batch), run(single)
+        run(inputs)
+    times = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
-            started = clock()
-            run(batch)
-            batch_times[name].append(clock() - started)
             for _ in range(calls):
                 started = clock()
-                run(single)
-                latencies[name].append(clock() - started)
-    return {name: {"p50_ms": 1e3 * float(np.percentile(latencies[name], 50)) if calls else None,
-                   "p99_ms": 1e3 * float(np.percentile(latencies[name], 99)) if calls else None,
-                   "images_per_s": BATCH / min(batch_times[name]),
-                   "median_images_per_s": BATCH / float(np.median(batch_times[name]))}
-            for name in runners}
+                run(inputs)
+                times[name].append(clock() - started)
+    return times
 
 
-def per_core(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> dict[str, dict]:
+@contextmanager
+def one_torch_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return measure(backends(loaded, graphs, threads=1), images, rounds, clock=time.thread_time, calls=0)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def measure(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> dict[str, dict]:
+    single, batch = images[:1].clone(), images[:BATCH].clone()
+    with one_torch_thread():
+        one_thread = backends(loaded, graphs, threads=1)
+        latency = timings(one_thread, single, rounds, CALLS_PER_ROUND)
+        work = timings(one_thread, batch, rounds, 1, clock=time.thread_time)
+    throughput = timings(backends(loaded, graphs, threads=0), batch, rounds, 1)
+    return {name: {"p50_ms": 1e3 * float(np.percentile(latency[name], 50)),
+                   "p99_ms": 1e3 * float(np.percentile(latency[name], 99)),
+                   "images_per_s": BATCH / min(throughput[name]),
+                   "core_images_per_s": BATCH / float(np.median(work[name]))}
+            for name in latency}
 
 
 def session_settings(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> list[list]:
@@ -112,15 +123,18 @@ def session_settings(loaded: LoadedModel, graphs: dict[str, bytes], images: torc
         "parallel executor": {"parallel": True},
     }
     per_work = [label for label, setting in settings.items() if set(setting) <= {"optimization"}]
+    precisions = ("fp32", "int8 static")
     runners = {(precision, label): OnnxModel(graphs[precision], options=session_options(**setting))
-               for precision in ("fp32", "int8 static") for label, setting in settings.items()}
-    wall = measure(runners, images, rounds)
+               for precision in precisions for label, setting in settings.items()}
     single = {(precision, label): OnnxModel(graphs[precision], options=session_options(threads=1, **settings[label]))
-              for precision in ("fp32", "int8 static") for label in per_work}
-    core = measure(single, images, rounds, clock=time.thread_time, calls=0)
-    return [[loaded.name, precision, label, f"{result['p50_ms']:.3f}", f"{result['images_per_s']:,.0f}",
-             f"{core[(precision, label)]['images_per_s']:,.0f}" if label in per_work else "-"]
-            for (precision, label), result in wall.items()]
+              for precision in precisions for label in per_work}
+    latency = timings(runners, images[:1].clone(), rounds, CALLS_PER_ROUND)
+    throughput = timings(runners, images[:BATCH].clone(), rounds, 1)
+    work = timings(single, images[:BATCH].clone(), rounds, 1, clock=time.thread_time)
+    return [[loaded.name, precision, label, f"{1e3 * np.percentile(latency[(precision, label)], 50):.3f}",
+             f"{BATCH / min(throughput[(precision, label)]):,.0f}",
+             f"{BATCH / np.median(work[(precision, label)]):,.0f}" if label in per_work else "-"]
+            for precision, label in runners]
 
 
 def goal_line(name: str, results: dict[str, dict]) -> str:
@@ -139,7 +153,7 @@ def goal_line(name: str, results: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(PRESETS), help="comma-separated presets")
-    parser.add_argument("--rounds", type=int, default=15, help="turns per backend (each: 1 batch of 256, 20 of 1)")
+    parser.add_argument("--rounds", type=int, default=15, help="turns per backend and measurement")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
@@ -154,31 +168,31 @@ def main() -> None:
         graphs = {"fp32": graph.SerializeToString(),
                   **{f"int8 {method}": quantize(graph, calibration, loaded.mean, loaded.std, method).SerializeToString()
                      for method in ("static", "dynamic")}}
-        wall = measure(backends(loaded, graphs, threads=0), images, args.rounds)
-        core = per_core(loaded, graphs, images, args.rounds)
-        for backend, result in wall.items():
+        results = measure(loaded, graphs, images, args.rounds)
+        eager = results[EAGER]
+        for backend, result in results.items():
             rows.append([name, weights, backend, f"{result['p50_ms']:.3f}", f"{result['p99_ms']:.3f}",
-                         f"{result['images_per_s']:,.0f}", f"{core[backend]['images_per_s']:,.0f}",
-                         f"{wall[EAGER]['p50_ms'] / result['p50_ms']:.2f}x",
-                         f"{result['images_per_s'] / wall[EAGER]['images_per_s']:.2f}x",
-                         f"{core[backend]['images_per_s'] / core[EAGER]['images_per_s']:.2f}x"])
+                         f"{result['images_per_s']:,.0f}", f"{result['core_images_per_s']:,.0f}",
+                         f"{eager['p50_ms'] / result['p50_ms']:.2f}x",
+                         f"{result['images_per_s'] / eager['images_per_s']:.2f}x",
+                         f"{result['core_images_per_s'] / eager['core_images_per_s']:.2f}x"])
             print(" | ".join(rows[-1]), flush=True)
         if name in GOALS:
-            summary.append(goal_line(name, wall))
+            summary.append(goal_line(name, results))
         if name in ("tutorial", "best"):
             options_rows += session_settings(loaded, graphs, images, args.rounds)
 
     body = table(["model", "weights", "backend", "batch 1 p50 ms", "batch 1 p99 ms",
                   f"batch {BATCH} images/s", f"batch {BATCH} images/s, 1 thread (CPU time)",
                   "latency vs eager", "throughput vs eager", "1-thread throughput vs eager"], rows)
-    body += ("\n\nLatency and the first throughput: wall clock, all cores, backends taking turns; throughput "
-             "is the best round. The 1-thread column is timed in CPU time, which other processes cannot "
+    body += ("\n\nBatch 1: wall clock, one thread (as the server runs each request). Batch 256: wall clock on "
+             "all cores, the best of the rounds; and on one thread in CPU time, which other processes cannot "
              "inflate. Ratios are speed-ups over PyTorch eager (above 1 is faster).\n\n")
     body += "\n".join(f"- {line}" for line in summary)
     body += (f"\n\nLoad average (other processes included) {load_before:.1f} at the start and "
              f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores.")
     body += "\n\n### onnxruntime session options\n\n" + table(
-        ["model", "precision", "setting", "batch 1 p50 ms", f"batch {BATCH} images/s",
+        ["model", "precision", "setting", "batch 1 p50 ms (the setting's threads)", f"batch {BATCH} images/s",
          f"batch {BATCH} images/s, 1 thread (CPU time)"], options_rows)
     print(body)
     if not args.no_write:

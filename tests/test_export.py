@@ -58,10 +58,11 @@ def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: P
     assert output.name == "log_probabilities"
     # Batches of odd sizes, through the same classify() that evaluation and prediction use.
     onnx_model = load_onnx(exported_run / "checkpoint.onnx")
-    for batch_size in (1, 7):
+    expected = classify(loaded.model, mnist.test_images[:21], loaded.mean, loaded.std)
+    for batch_size in (1, 7, 21):
         found = classify(onnx_model.model, mnist.test_images[:21], onnx_model.mean, onnx_model.std, batch_size)
-        assert found.shape == (21, 10)
-        assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
+        assert found.shape == (21, 10) and torch.allclose(found, expected, atol=1e-4)
+    assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
 
 
 def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist) -> None:

@@ -309,9 +309,6 @@ def test_sigint_and_sigterm_save_exit_cleanly_and_resume_bit_for_bit(number, lau
     code_after_resume, output = launcher.run(["resume", run, "--no-plots"], tmp_path, tmp_path / "resume.log")
     assert code_after_resume == 0, output
     assert_same_run(Checkpoint.load(run), reference)
-    if number == signal.SIGTERM and code == 128 + signal.SIGINT:
-        pytest.xfail("cli.main exits 130 for SIGTERM too: training.Interrupted does not say which signal "
-                     "stopped it (see docs/reliability.md)")
     assert code == 128 + number
 
 

@@ -134,3 +134,22 @@ def test_fast_preset_clears_98_5_percent(mnist, tmp_path):
     final = train(make_config("fast", data_dir=MNIST), tmp_path, data=mnist,
                   log=quiet, progress=False)
     assert final.history["test"][-1][3] >= 0.985
+
+
+@pytest.mark.parametrize("damage", ["rng", "optimizer", "config"])
+def test_resume_of_a_damaged_training_state_is_one_clear_error(mnist, tmp_path, damage):
+    train(make_config("tutorial", epochs=1, train_subset=300, data_dir=MNIST), tmp_path, data=mnist,
+          log=quiet, progress=False)
+    checkpoint = Checkpoint.load(tmp_path)
+    if damage == "rng":
+        checkpoint.rng.pop("augment")
+    elif damage == "optimizer":
+        checkpoint.optimizer["param_groups"] = [{"lr": 0.01}]
+    else:
+        checkpoint.config["no_such_setting"] = 1
+        checkpoint.config["lr"] = "fast"
+    checkpoint.save(tmp_path / "checkpoint.pt")
+    (tmp_path / ".checkpoint.pt.leftover.tmp").write_bytes(b"half a checkpoint")
+    with pytest.raises(DigitrecError, match="damaged|lr must be"):
+        resume(tmp_path, epochs=2, data=mnist, log=quiet, progress=False)
+    assert not (tmp_path / ".checkpoint.pt.leftover.tmp").exists() or damage == "config"

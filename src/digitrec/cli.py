@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except Interrupted as stop:
         print(f"digitrec: {stop}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
         print("digitrec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -25,6 +25,7 @@ from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
+SAMPLE_PIXELS = 40_000  # statistics of the whole picture come from about this many of its pixels
 BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
 MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
@@ -106,8 +107,9 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
         return image.convert("RGB").convert("L")
 
 
-def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """How much ink each pixel holds (0 = paper, about 1 = solid ink), and the paper's noise level.
+def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """How much ink each pixel holds (0 = paper, about 1 = solid ink), the paper's noise level, and
+    an evenly spread sample of the ink map for statistics.
 
     All the estimates of light are made on a copy at most 64 px wide, as light varies slowly.
     A smooth surface fitted to the copy, outliers left out, is the paper's light (a gradient, a
@@ -129,26 +131,29 @@ def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     paper_small = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
     paper = _stretch(paper_small, width, height)
     ink = (pixels - paper) / np.maximum(1 - paper, 0.2)
-    step = max(1, int(math.sqrt(ink.size / 250_000)))
+    step = max(1, round(math.sqrt(ink.size / SAMPLE_PIXELS)))
     sample = ink[::step, ::step]
     ink -= np.median(sample)  # the opening sits on the paper's noise troughs, not its middle
     # Noise from neighbouring pixels' differences: strokes' edges are too few to move their median.
     neighbours = sample[:, 1:] - sample[:, :-1]
     noise = 1.4826 * float(np.median(np.abs(neighbours))) / math.sqrt(2) if neighbours.size else 0.0
-    return ink, noise
+    return ink, noise, sample
 
 
 def _smooth_surface(small: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """A quadratic surface through the picture's values, refitted without the pixels far from it."""
+    """A quadratic surface through the paper: first fitted to the picture's border, which is paper
+    more than anything, then refitted to every pixel close to it, so bold ink never pulls it along."""
     rows, columns = np.indices(small.shape, dtype=np.float32)
     rows, columns = rows / max(small.shape[0], 1) - 0.5, columns / max(small.shape[1], 1) - 0.5
     terms = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
-    terms, values = terms.reshape(-1, 6), small.ravel()
-    inside = np.ones(values.size, bool)
+    border = np.ones(small.shape, bool)
+    border[1:-1, 1:-1] = False
+    terms, values, border = terms.reshape(-1, 6), small.ravel(), border.ravel()
+    inside = border
     for _ in range(rounds):
         coefficients = np.linalg.lstsq(terms[inside], values[inside], rcond=None)[0]
         strays = values - terms @ coefficients
-        inside = np.abs(strays) <= 2.5 * 1.4826 * np.median(np.abs(strays)) + 1e-6
+        inside = np.abs(strays) <= 3 * 1.4826 * np.median(np.abs(strays[border])) + 0.01
     return (terms @ coefficients).reshape(small.shape).astype(np.float32)
 
 
@@ -176,16 +181,16 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     reduce = math.ceil(max(gray.size) / WORK_SIDE)
     work = gray.reduce(reduce) if reduce > 1 else gray
     pixels = np.asarray(work, dtype=np.float32) / 255
-    ink, noise = ink_map(pixels)
+    ink, noise, sample = ink_map(pixels)
     strongest = float(ink.max(initial=0))
     if strongest < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
         return []
     # A two-level threshold from the ink's own level: strokes are the pixels past half of it, and
-    # each stroke keeps its blurred rim down to a quarter of it, as long as that stays out of the noise.
-    candidates = ink[ink > max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise)]
-    level = float(np.percentile(candidates, 90))
+    # each stroke keeps its blurred rim down to an eighth of it, as long as that stays out of the noise.
+    candidates = sample[sample > max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise)]
+    level = float(np.percentile(candidates, 90)) if candidates.size else strongest
     high = max(level / 2, MIN_CONTRAST / 2, NOISE_SIGMAS * noise)
-    low = max(level / 4, 3 * noise)
+    low = max(level / 8, 3 * noise)
     labels, count = ndimage.label(ink > low, structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     strong = np.zeros(count + 1, bool)
@@ -200,7 +205,7 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     pieces = [Piece([int(label)], _box(slices[label - 1]), int(sizes[label])) for label in kept]
     groups = [Piece.union(pieces)] if single else merge_pieces(pieces)
     groups = drop_specks(groups)
-    values = np.clip((ink - low) / max(high - low, 1e-6), 0, 1)
+    values = np.clip((ink - low) / max(level - low, 1e-6), 0, 1)
     segments = []
     for group in sorted(groups, key=lambda group: group.box[0]):
         x0, y0, x1, y1 = group.box

@@ -195,6 +195,10 @@ class WeightAverage:
 class Interrupted(Exception):
     """Raised after a Ctrl-C or SIGTERM, once the checkpoint is safely written."""
 
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
 
 @dataclass
 class TestResult:
@@ -303,26 +307,30 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
     average = WeightAverage(model, config.ema) if config.ema else None
 
     if resume is not None:
-        load_state(model, resume.model, run_dir / CHECKPOINT_NAME)
-        optimizer.load_state_dict(resume.optimizer)
-        if scheduler is not None and resume.scheduler:
-            if resume.config.get("epochs") == config.epochs:
-                scheduler.load_state_dict(resume.scheduler)
-            else:  # a longer run: lay the schedule out over the new length and move it to where the run is
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    for _ in range(resume.step):
-                        scheduler.step()
-        if average is not None and resume.ema:
-            average = WeightAverage(model, config.ema, resume.ema)
-        epoch, batch, step, seconds = resume.epoch, resume.batch, resume.step, resume.seconds
-        history = resume.history
-        torch.set_rng_state(resume.rng["torch"])
-        shuffle_generator.set_state(resume.rng["shuffle_epoch_start"])
-        augment_generator.set_state(resume.rng["augment"])
-        if device.type == "cuda" and "cuda" in resume.rng:
-            torch.cuda.set_rng_state(resume.rng["cuda"])
-        epoch_shuffle_state = resume.rng["shuffle_epoch_start"]
+        try:
+            load_state(model, resume.model, run_dir / CHECKPOINT_NAME)
+            optimizer.load_state_dict(resume.optimizer)
+            if scheduler is not None and resume.scheduler:
+                if resume.config.get("epochs") == config.epochs:
+                    scheduler.load_state_dict(resume.scheduler)
+                else:  # a longer run: lay the schedule out over the new length and move it to where the run is
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        for _ in range(resume.step):
+                            scheduler.step()
+            if average is not None and resume.ema:
+                average = WeightAverage(model, config.ema, resume.ema)
+            epoch, batch, step, seconds = resume.epoch, resume.batch, resume.step, resume.seconds
+            history = resume.history
+            torch.set_rng_state(resume.rng["torch"])
+            shuffle_generator.set_state(resume.rng["shuffle_epoch_start"])
+            augment_generator.set_state(resume.rng["augment"])
+            if device.type == "cuda" and "cuda" in resume.rng:
+                torch.cuda.set_rng_state(resume.rng["cuda"])
+            epoch_shuffle_state = resume.rng["shuffle_epoch_start"]
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            raise DigitrecError(f"{run_dir / CHECKPOINT_NAME} cannot be resumed: its training state is damaged "
+                                f"({type(error).__name__}: {str(error)[:150]}); start again or use a copy") from error
 
     def evaluation_model() -> nn.Module:
         if average is None:
@@ -426,7 +434,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = 
                             bar.close()
                         name = "SIGINT" if signals.received == signal.SIGINT else "SIGTERM"
                         raise Interrupted(f"{name} received: checkpoint saved at epoch {epoch + 1}, batch {batch} "
-                                          f"of {steps_per_epoch}; continue with: digitrec resume {run_dir}")
+                                          f"of {steps_per_epoch}; continue with: digitrec resume {run_dir}",
+                                          signals.received)
             seconds += time.perf_counter() - started
             if bar is not None:
                 bar.close()
@@ -505,8 +514,13 @@ def resume(run_dir: str | Path, epochs: int | None = None, data_dir: str | None 
     if data_dir is not None:
         stored["data_dir"] = data_dir
     stored.update({k: v for k, v in overrides.items() if v is not None})
-    config = TrainConfig(**{k: v for k, v in stored.items() if k in {f.name for f in fields(TrainConfig)}})
-    validate_config(config)
+    try:
+        config = TrainConfig(**{k: v for k, v in stored.items() if k in {f.name for f in fields(TrainConfig)}})
+        validate_config(config)
+    except TypeError as error:
+        raise DigitrecError(f"the settings stored in {run_dir} are damaged ({error})") from error
+    for leftover in Path(run_dir).glob(f".{CHECKPOINT_NAME}.*.tmp"):  # from a write cut short by a kill
+        leftover.unlink(missing_ok=True)
     if checkpoint.epoch >= config.epochs and checkpoint.batch == 0:
         log(f"{run_dir} already finished {checkpoint.epoch} epochs; pass --epochs N to go further")
         return checkpoint
