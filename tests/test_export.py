@@ -85,6 +85,19 @@ def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist
         assert onnx_item["probabilities"] == pytest.approx(torch_item["probabilities"], abs=1e-4)
 
 
+def test_predict_reads_the_same_digits_on_both_backends(exported_run: Path, mnist, tmp_path: Path, capsys) -> None:
+    from conftest import picture_of_digits
+
+    picture = tmp_path / "digits.png"
+    picture.write_bytes(picture_of_digits([mnist.test_images[index] for index in range(10, 15)]))
+    answers = {}
+    for backend in ("torch", "onnx"):
+        assert main(["predict", str(picture), "--model", str(exported_run), "--backend", backend, "--json"]) == 0
+        answers[backend] = json.loads(capsys.readouterr().out)
+    assert answers["onnx"]["digits"] == answers["torch"]["digits"]
+    assert answers["onnx"]["confidence"] == pytest.approx(answers["torch"]["confidence"], abs=1e-4)
+
+
 def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "fast-int8.onnx"
     assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0

@@ -1,4 +1,4 @@
-"""Reading the digits in a picture: preprocessing, then one batch through the model."""
+"""Reading the digits in pictures: preprocessing, then one batch through the model per picture."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import torch
 from PIL import Image
 
 from digitrec.checkpoint import LoadedModel, load_model
-from digitrec.errors import UnsupportedInput
+from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
 from digitrec.preprocess import Segment, decode_image, preprocess_image
 
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
+STDIN = "-"
+# What a folder is searched for: pictures people take, scan and draw. Pillow also registers data
+# formats (HDF5, GRIB, EPS...) that are not pictures of digits, so the list is ours.
+PICTURE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp",
+                              ".tif", ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".avif", ".qoi", ".tga", ".ico"})
 
 
 @dataclass
@@ -28,9 +34,16 @@ class Item:
     probabilities: list[float]
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the picture's pixels
 
-    def to_json(self) -> dict:
-        return {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
-                "box": list(self.box)}
+    def likeliest(self, k: int) -> list[tuple[int, float]]:
+        ranked = sorted(enumerate(self.probabilities), key=lambda pair: -pair[1])
+        return ranked[:k]
+
+    def to_json(self, top_k: int | None = None) -> dict:
+        result = {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
+                  "box": list(self.box)}
+        if top_k:
+            result["top"] = [{"digit": digit, "probability": probability} for digit, probability in self.likeliest(top_k)]
+        return result
 
 
 @dataclass
@@ -38,27 +51,44 @@ class Reading:
     """All the digits in one picture, left to right."""
 
     digits: str
-    confidence: float  # the probability that every digit is right: the product of theirs
+    confidence: float  # the probability of the least certain digit
     items: list[Item]
-    segments: list[Segment]  # the 28x28 images the model saw, one per item
+    segments: list[Segment]  # what the model saw, one per item
 
     @property
     def image28(self) -> list[torch.Tensor]:
+        """The (28, 28) uint8 images the model read, white on black."""
         return [segment.image for segment in self.segments]
 
     @property
     def uncertain(self) -> bool:
         return any(item.probability < UNCERTAIN_BELOW for item in self.items)
 
-    def to_json(self, include_inputs: bool = False) -> dict:
-        """The `digitrec predict --json` object; `include_inputs` adds the 28x28 inputs as base64 PNGs."""
-        result = {"digits": self.digits, "confidence": self.confidence, "items": [item.to_json() for item in self.items]}
+    def to_json(self, include_inputs: bool = False, top_k: int | None = None) -> dict:
+        """The object `digitrec predict --json` prints (less "file").
+
+        `include_inputs` adds each 28x28 input as a base64 PNG; `top_k` the K likeliest digits of each.
+        """
+        result = {"digits": self.digits, "confidence": self.confidence,
+                  "items": [item.to_json(top_k) for item in self.items]}
         if self.uncertain:
             result["uncertain"] = True
         if include_inputs:
             for item, image in zip(result["items"], self.image28):
                 item["input_png"] = _png_base64(image)
         return result
+
+    def describe(self, top_k: int | None = None) -> str:
+        """One line for people: the digits and the confidence, and the runners-up when asked."""
+        line = f"{self.digits}  (confidence {self.confidence:.1%})"
+        doubtful = [f"{item.digit} at {item.probability:.0%}" for item in self.items if item.probability < UNCERTAIN_BELOW]
+        if doubtful:
+            line += "  uncertain: " + ", ".join(doubtful)
+        if top_k:
+            line += "  top: " + " | ".join(
+                " ".join(f"{digit}:{probability:.2f}" for digit, probability in item.likeliest(top_k))
+                for item in self.items)
+        return line
 
 
 def _png_base64(image: torch.Tensor) -> str:
@@ -67,29 +97,69 @@ def _png_base64(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, single: bool = False) -> Reading:
+def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, single: bool = False,
+               name: str | None = None) -> Reading:
     """The digits in a picture (bytes, a path or a decoded image), read left to right.
 
-    A picture with no ink in it raises UnsupportedInput: there is nothing to read.
+    A picture with no ink in it raises UnsupportedInput: there is nothing to read. `name` is what
+    error messages call the picture (default: its path, or "the upload").
     """
-    image = source if isinstance(source, Image.Image) else decode_image(source)
+    image = source if isinstance(source, Image.Image) else decode_image(source, name)
     segments = preprocess_image(image, single=single)
     if not segments:
-        raise UnsupportedInput("no digits found: the picture is blank or its marks are too faint or small; "
-                               "write the digits darker and larger than the specks around them")
-    log_probabilities = classify(loaded.model, torch.stack([segment.image for segment in segments]),
-                                 loaded.mean, loaded.std)
-    probabilities = log_probabilities.exp().cpu()
+        name = name or (str(source) if isinstance(source, (str, Path)) else "the picture")
+        raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
+                               "small; write the digits darker and larger than any specks around them")
+    probabilities = classify(loaded.model, torch.stack([segment.image for segment in segments]),
+                             loaded.mean, loaded.std).exp().cpu()
     items = []
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
         items.append(Item(digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()],
                           segment.box))
-    confidence = float(torch.prod(probabilities.max(1).values))
-    return Reading("".join(str(item.digit) for item in items), round(confidence, 6), items, segments)
+    # The weakest digit, not the product of all: label smoothing caps each near 0.9, so a product
+    # would call a sure six-digit reading a coin toss.
+    confidence = min(item.probability for item in items)
+    return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
 
 
 @functools.lru_cache(maxsize=1)
 def default_model() -> LoadedModel:
     """The `best` weights that ship inside the package, loaded once."""
     return load_model("best")
+
+
+def find_pictures(paths: list[str]) -> Iterator[str]:
+    """Each path as given, with folders replaced by the picture files under them (sorted, hidden ones
+    skipped). A folder with no pictures is passed on as itself, so reading it reports the problem."""
+    for path in paths:
+        folder = Path(path)
+        if path == STDIN or not folder.is_dir():
+            yield path
+            continue
+        found = sorted(str(file) for file in folder.rglob("*") if file.is_file() and file.suffix.lower() in PICTURE_SUFFIXES
+                       and not any(part.startswith(".") for part in file.relative_to(folder).parts))
+        yield from found or [path]
+
+
+def read_pictures(paths: list[str], loaded: LoadedModel, single: bool = False,
+                  stdin: BinaryIO | None = None) -> Iterator[tuple[str, Reading | DigitrecError]]:
+    """(path, reading) for each picture in `paths` (see find_pictures), or (path, error) for one that
+    could not be read, so that one bad file does not stop the others. "-" reads `stdin`."""
+    for path in find_pictures(paths):
+        try:
+            result = _read_path(path, loaded, single, stdin)
+        except DigitrecError as error:
+            result = error
+        yield path, result
+
+
+def _read_path(path: str, loaded: LoadedModel, single: bool, stdin: BinaryIO | None) -> Reading:
+    if path == STDIN:
+        if stdin is None:
+            raise DigitrecError("'-' means standard input, and there is none here")
+        return read_image(stdin.read(), loaded, single, name="standard input")
+    if Path(path).is_dir():
+        raise UnsupportedInput(f"{path} is a folder with no picture files in it "
+                               f"({', '.join(sorted(PICTURE_SUFFIXES))})")
+    return read_image(path, loaded, single)

@@ -15,6 +15,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
+STROKE_PIXELS = 8  # pictures with wider strokes are box-reduced until they are about this wide
 SAMPLE_PIXELS = 40_000  # statistics of the whole picture come from about this many of its pixels
 BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
@@ -36,7 +38,7 @@ FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close o
 FRAGMENT_REACH = 0.1  # even with a gap this wide (share of the neighbour's height)
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
 SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
-PEN_RANGE = (2.3, 3.5)  # MNIST's 25th-85th percentiles of stroke width (twice area over edge) at 20 px
+PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -48,20 +50,27 @@ class Segment:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels (x1, y1 exclusive)
 
 
-def decode_image(source: bytes | str | Path) -> Image.Image:
-    """Any picture Pillow reads (file path or bytes) as an upright grayscale "L" image."""
-    name = "the upload" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
+    """Any picture Pillow reads (file path or bytes) as an upright grayscale "L" image.
+
+    `name` is what error messages call it (default: its path, or "the upload").
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        handle = io.BytesIO(source)
-    else:
-        try:
-            handle = io.BytesIO(Path(source).read_bytes())
-        except IsADirectoryError:
-            raise DigitrecError(f"{name} is a folder; give a picture file") from None
-        except OSError as error:
-            raise DigitrecError(f"cannot read {name}: {error.strerror or error}") from error
-    if not handle.getbuffer().nbytes:
+        return _decode(io.BytesIO(source), name or "the upload")
+    try:
+        handle = open(source, "rb")
+    except IsADirectoryError:
+        raise DigitrecError(f"{source} is a folder; give a picture file") from None
+    except OSError as error:
+        raise DigitrecError(f"cannot read {source}: {error.strerror or error}") from error
+    with handle:
+        return _decode(handle, name or str(source))
+
+
+def _decode(handle: BinaryIO, name: str) -> Image.Image:
+    if handle.seek(0, io.SEEK_END) == 0:
         raise UnsupportedInput(f"{name} is empty (0 bytes); give a picture file such as a PNG or JPEG")
+    handle.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns about big pictures; MAX_PIXELS below says no more clearly.
@@ -107,30 +116,50 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
         return image.convert("RGB").convert("L")
 
 
-def ink_map(pixels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """How much ink each pixel holds (0 = paper, about 1 = solid ink), the paper's noise level, and
-    an evenly spread sample of the ink map for statistics.
+@dataclass
+class Paper:
+    """What a small copy of the picture tells about its light, its ink and its strokes."""
 
-    All the estimates of light are made on a copy at most 64 px wide, as light varies slowly.
+    dark_ink: bool
+    light: np.ndarray  # the paper's level on the small copy, ink side up (dark ink: 1 - brightness)
+    stroke: float  # stroke width, in the picture's pixels
+    factor: float  # the picture's pixels per small-copy pixel
+
+
+def survey(gray: Image.Image) -> Paper:
+    """The light, the polarity and the stroke width, from a copy at most 64 px wide (light varies slowly).
+
     A smooth surface fitted to the copy, outliers left out, is the paper's light (a gradient, a
     lens darkening the corners); the ink is whichever side of it (darker or lighter) strays
     furthest. What the surface misses (a shadow) is a grey opening of the rest with the ink side
-    up, three strokes wide: it erases the strokes and keeps the light. Ink is measured relative to
-    the paper's brightness, so a shadow does not make it fainter.
+    up, three strokes wide: it erases the strokes and keeps the light.
     """
-    height, width = pixels.shape
-    factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
-    small_size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    small = np.asarray(Image.fromarray(pixels).resize(small_size, Image.Resampling.BOX))
+    factor = max(1.0, max(gray.size) / BACKGROUND_SIDE)
+    small_size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
+    small = np.asarray(gray.resize(small_size, Image.Resampling.BOX), dtype=np.float32) / 255
     surface = _smooth_surface(small)
     strays = small - surface
     darkest, lightest = np.percentile(strays, [1, 99])
-    if -darkest > lightest:
-        pixels, surface, strays = 1 - pixels, 1 - surface, -strays
-    reach = _opening_reach(strays)
-    paper_small = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
-    paper = _stretch(paper_small, width, height)
-    ink = (pixels - paper) / np.maximum(1 - paper, 0.2)
+    dark_ink = -darkest > lightest
+    if dark_ink:
+        surface, strays = 1 - surface, -strays
+    stroke = max(stroke_width(strays > float(strays.max(initial=0)) / 2), 1.0)
+    reach = int(np.clip(round(OPENING_STROKES * stroke), 3, min(small.shape)))
+    light = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
+    return Paper(dark_ink, light, stroke * factor, factor)
+
+
+def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.ndarray]:
+    """How much ink each pixel holds (0 = paper, about 1 = solid ink), the paper's noise level, and
+    an evenly spread sample of the ink map for statistics.
+
+    Ink is measured relative to the paper's brightness, so a shadow does not make it fainter.
+    """
+    height, width = pixels.shape
+    if paper.dark_ink:
+        pixels = 1 - pixels
+    light = np.asarray(Image.fromarray(paper.light).resize((width, height), Image.Resampling.BILINEAR))
+    ink = (pixels - light) / np.maximum(1 - light, 0.2)
     step = max(1, round(math.sqrt(ink.size / SAMPLE_PIXELS)))
     sample = ink[::step, ::step]
     ink -= np.median(sample)  # the opening sits on the paper's noise troughs, not its middle
@@ -151,25 +180,18 @@ def _smooth_surface(small: np.ndarray, rounds: int = 3) -> np.ndarray:
     terms, values, border = terms.reshape(-1, 6), small.ravel(), border.ravel()
     inside = border
     for _ in range(rounds):
-        coefficients = np.linalg.lstsq(terms[inside], values[inside], rcond=None)[0]
+        used = terms[inside]  # least squares by the normal equations: 6x6, far cheaper than lstsq
+        coefficients = np.linalg.solve(used.T @ used + 1e-6 * np.eye(6), used.T @ values[inside])
         strays = values - terms @ coefficients
         inside = np.abs(strays) <= 3 * 1.4826 * np.median(np.abs(strays[border])) + 0.01
     return (terms @ coefficients).reshape(small.shape).astype(np.float32)
 
 
-def _opening_reach(raised: np.ndarray) -> int:
-    """An opening erases strokes narrower than its window: make it three strokes wide.
-
-    Stroke width is twice the area over the edge length of the clearly inked pixels (a stroke of
-    width w and length l has area w*l and two edges of length l)."""
-    mask = raised > float(raised.max(initial=0)) / 2
+def stroke_width(mask: np.ndarray) -> float:
+    """Twice the area over the edge length: a stroke of width w and length l has area w*l and two
+    edges of length l."""
     edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
-    stroke = 2 * np.count_nonzero(mask) / edge if edge else 1.0
-    return int(np.clip(round(OPENING_STROKES * stroke), 3, min(raised.shape)))
-
-
-def _stretch(small: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+    return 2 * np.count_nonzero(mask) / edge if edge else 0.0
 
 
 def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
@@ -178,10 +200,14 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     `single` treats all the ink as one digit.
     """
     gray = image if image.mode == "L" else _to_grayscale(image)
-    reduce = math.ceil(max(gray.size) / WORK_SIDE)
+    paper = survey(gray)
+    # Work at the smallest size that keeps strokes STROKE_PIXELS wide: a 20 px digit needs no more,
+    # and a big photo shrinks to a few milliseconds' work. Strokes under 3 px on the small copy are
+    # too blurred there to be measured, so those pictures are only capped at WORK_SIDE.
+    wide = paper.stroke >= 3 * paper.factor
+    reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(paper.stroke // STROKE_PIXELS) if wide else 1)
     work = gray.reduce(reduce) if reduce > 1 else gray
-    pixels = np.asarray(work, dtype=np.float32) / 255
-    ink, noise, sample = ink_map(pixels)
+    ink, noise, sample = ink_map(np.asarray(work, dtype=np.float32) / 255, paper)
     strongest = float(ink.max(initial=0))
     if strongest < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
         return []
@@ -203,8 +229,9 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
         return []
     slices = ndimage.find_objects(labels)
     pieces = [Piece([int(label)], _box(slices[label - 1]), int(sizes[label])) for label in kept]
-    groups = [Piece.union(pieces)] if single else merge_pieces(pieces)
-    groups = drop_specks(groups)
+    groups = drop_specks(merge_pieces(pieces))
+    if single:
+        groups = [Piece.union(groups)]
     values = np.clip((ink - low) / max(level - low, 1e-6), 0, 1)
     segments = []
     for group in sorted(groups, key=lambda group: group.box[0]):
@@ -280,26 +307,16 @@ def drop_specks(groups: list[Piece]) -> list[Piece]:
 
 
 def even_pen(crop: np.ndarray) -> np.ndarray:
-    """Strokes grown or thinned into MNIST's range of pen widths, measured at its 20 px scale.
-
-    Width is twice the area over the edge length (a stroke of width w and length l has area w*l and
-    two edges of length l): a ballpoint on a big digit becomes a pen, a marker a thinner one.
-    """
-    mask = crop >= 0.5
-    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
-    if not edge:
-        return crop
+    """Strokes grown or thinned into MNIST's range of pen widths, measured at its 20 px scale:
+    a ballpoint on a big digit becomes a pen, a marker a thinner one."""
     scale = DIGIT_SIDE / max(crop.shape)
-    width = 2 * np.count_nonzero(mask) / edge * scale
-    if PEN_RANGE[0] <= width <= PEN_RANGE[1]:
-        return crop
+    width = stroke_width(crop >= 0.5) * scale
     target = min(max(width, PEN_RANGE[0]), PEN_RANGE[1])
     size = 2 * round(abs(target - width) / 2 / scale) + 1
-    if size == 1:
+    if not width or size == 1:
         return crop
     if width < target:
-        reach = size // 2
-        return ndimage.maximum_filter(np.pad(crop, reach), size=size)
+        return ndimage.maximum_filter(np.pad(crop, size // 2), size=size)
     return ndimage.minimum_filter(crop, size=size)
 
 

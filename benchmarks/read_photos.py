@@ -1,0 +1,146 @@
+"""Reading pictures as users make them: accuracy and speed of `digitrec predict` on generated photos.
+
+    python benchmarks/read_photos.py [--model best] [--count 2000] [--numbers 500] [--no-write]
+
+The photos come from benchmarks/make_photos.py (MNIST test digits in ink on paper, with uneven
+light, blur, noise and JPEG). Each photo is read end to end from its encoded bytes, as
+`digitrec predict` reads a file: decode, preprocess, one batch through the model, on one thread.
+
+Side by side in one run:
+- clean: the same model on the same MNIST test digits as they are in MNIST (the ceiling);
+- digitrec: the photos through digitrec.predict.read_image;
+- naive baseline: what one does without preprocessing: the whole photo in grayscale, inverted if
+  its paper is light, resized to 28x28; for numbers, cut into as many equal columns as the number
+  has digits (it is told the count; digitrec is not).
+Photo and baseline take turns photo by photo, so a busy spell on a shared CPU slows both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_photos import Photo, make_photos, number_photo  # noqa: E402
+from markdown import table, write_section  # noqa: E402
+
+from digitrec.checkpoint import LoadedModel, load_model  # noqa: E402
+from digitrec.data import load_dataset  # noqa: E402
+from digitrec.errors import DigitrecError  # noqa: E402
+from digitrec.models import classify  # noqa: E402
+from digitrec.predict import read_image  # noqa: E402
+
+SPEED_PHOTOS = 100  # 1000x300 photos of six digits, timed apart from the accuracy set
+
+
+def naive_read(data: bytes, loaded: LoadedModel, count: int = 1) -> str:
+    """The baseline: grayscale, light paper inverted, `count` equal columns each resized to 28x28."""
+    gray = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    if np.median(gray) > 127:
+        gray = 255 - gray
+    columns = np.array_split(gray, count, axis=1)
+    images = [np.asarray(Image.fromarray(column).resize((28, 28), Image.Resampling.BILINEAR)) for column in columns]
+    predictions = classify(loaded.model, torch.from_numpy(np.stack(images)), loaded.mean, loaded.std).argmax(1)
+    return "".join(str(int(digit)) for digit in predictions)
+
+
+def ours(data: bytes, loaded: LoadedModel) -> str:
+    try:
+        return read_image(data, loaded).digits
+    except DigitrecError:
+        return ""
+
+
+def read_all(photos: list[Photo], loaded: LoadedModel) -> dict[str, tuple[list[str], list[float]]]:
+    """Answers and seconds per photo, ours and the baseline's, taking turns."""
+    results = {"digitrec": ([], []), "naive": ([], [])}
+    for photo in photos:
+        for name, read in (("digitrec", lambda: ours(photo.data, loaded)),
+                           ("naive", lambda: naive_read(photo.data, loaded, len(photo.digits)))):
+            started = time.perf_counter()
+            answer = read()
+            results[name][1].append(time.perf_counter() - started)
+            results[name][0].append(answer)
+    return results
+
+
+def share_right(answers: list[str], photos: list[Photo]) -> float:
+    return float(np.mean([answer == photo.digits for answer, photo in zip(answers, photos)]))
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="best", help="preset (its shipped weights), run folder or weights file")
+    parser.add_argument("--count", type=int, default=2000, help="photos of single digits")
+    parser.add_argument("--numbers", type=int, default=500, help="photos of numbers of 2-8 digits")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # as `digitrec predict` runs
+
+    loaded = load_model(args.model)
+    data = load_dataset("mnist", args.data)
+    images, labels = data.test_images.numpy(), data.test_labels.numpy()
+    singles = make_photos(images, labels, "single", args.count, args.seed)
+    numbers = make_photos(images, labels, "number", args.numbers, args.seed)
+    six = [number_photo(images, labels, np.random.default_rng([args.seed, 6, k]), length=6, size=(1000, 300))
+           for k in range(SPEED_PHOTOS)]
+    for photo in singles[:20]:  # warm-up: allocators, the model's first calls
+        ours(photo.data, loaded)
+
+    def clean(photos: list[Photo]) -> float:
+        predictions = [classify(loaded.model, torch.from_numpy(images[photo.indices]), loaded.mean, loaded.std)
+                       .argmax(1).tolist() for photo in photos]
+        return share_right(["".join(map(str, digits)) for digits in predictions], photos)
+
+    single_results, number_results, six_results = read_all(singles, loaded), read_all(numbers, loaded), read_all(six, loaded)
+    accuracy = {name: share_right(answers, singles) for name, (answers, _) in single_results.items()}
+    numbers_right = {name: share_right(answers, numbers) for name, (answers, _) in number_results.items()}
+    six_right = {name: share_right(answers, six) for name, (answers, _) in six_results.items()}
+    clean_single, clean_numbers = clean(singles), clean(numbers)
+    milliseconds = {kind: {name: 1000 * float(np.median(seconds)) for name, (_, seconds) in results.items()}
+                    for kind, results in (("single", single_results), ("six", six_results))}
+
+    def errors_ratio(ours_right: float, naive_right: float) -> str:
+        return f"{(1 - naive_right) / max(1 - ours_right, 1e-9):.1f}x fewer errors"
+
+    rows = [
+        [f"single digits read right ({len(singles):,} photos)", percent(clean_single), percent(accuracy["digitrec"]),
+         percent(accuracy["naive"]), f"within 0.5 points of clean: {100 * (clean_single - accuracy['digitrec']):+.2f}",
+         errors_ratio(accuracy["digitrec"], accuracy["naive"])],
+        [f"numbers of 2-8 digits read fully right ({len(numbers):,} photos)", percent(clean_numbers),
+         percent(numbers_right["digitrec"]), percent(numbers_right["naive"]), "at least 97%",
+         errors_ratio(numbers_right["digitrec"], numbers_right["naive"])],
+        [f"1000x300 photos of six digits read fully right ({len(six)})", percent(clean(six)),
+         percent(six_right["digitrec"]), percent(six_right["naive"]), "", ""],
+        ["one digit end to end, median ms", "", f"{milliseconds['single']['digitrec']:.2f}",
+         f"{milliseconds['single']['naive']:.2f}", "at most 5 ms",
+         f"{milliseconds['single']['digitrec'] / milliseconds['single']['naive']:.1f}x the baseline's time"],
+        ["1000x300 photo of six digits end to end, median ms", "", f"{milliseconds['six']['digitrec']:.2f}",
+         f"{milliseconds['six']['naive']:.2f}", "at most 30 ms",
+         f"{milliseconds['six']['digitrec'] / milliseconds['six']['naive']:.1f}x the baseline's time"],
+    ]
+    body = table(["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "goal", "digitrec vs baseline"], rows)
+    print(body)
+    if not args.no_write:
+        notes = (f"Model: {loaded.name} from {loaded.source}. Photos from `benchmarks/make_photos.py` with seed "
+                 f"{args.seed}; end to end means from the encoded JPEG bytes to the digits, on one thread. The naive "
+                 "baseline resizes the whole photo to 28x28 (inverted when the paper is light) and, for numbers, is "
+                 "told how many digits to cut it into.")
+        write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Preprocessing real pictures into MNIST-style digits: decoding, light and polarity, segmentation."""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
+from digitrec.preprocess import MAX_PIXELS, WORK_SIDE, decode_image, preprocess_image
+
+PAPER, INK = 225, 40
+
+
+def encode(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def page(size=(600, 240), strokes=(), width=14, paper=PAPER, ink=INK) -> Image.Image:
+    """Dark lines on light paper: each stroke is a list of points, scaled from a 0-100 square."""
+    image = Image.new("L", size, paper)
+    draw = ImageDraw.Draw(image)
+    for points in strokes:
+        draw.line(points, fill=ink, width=width, joint="curve")
+    return image
+
+
+def zero(x: int, y: int, height: int = 150) -> list:
+    """An ellipse as a closed line whose bounding box starts at (x, y)."""
+    angles = np.linspace(0, 2 * np.pi, 40)
+    return [(x + height * 0.3 * (1 + np.cos(a)), y + height * 0.5 * (1 + np.sin(a))) for a in angles]
+
+
+def one(x: int, y: int, height: int = 150) -> list:
+    return [(x, y), (x, y + height)]
+
+
+def ink_box(image: torch.Tensor) -> tuple[int, int]:
+    rows, columns = np.nonzero(image.numpy())
+    return rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
+
+
+def difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean absolute difference of two 28x28 images, at the best of one-pixel shifts (centring rounds)."""
+    a, b = a.numpy().astype(int), b.numpy().astype(int)
+    return min(np.abs(np.roll(a, (dy, dx), (0, 1)) - b).mean() for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels: a decompression bomb's calling card."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+
+
+# --- Decoding ----------------------------------------------------------------------------------
+
+def test_jpeg_exif_rotation_is_applied():
+    wide = page((300, 120), [one(40, 10, 100)])
+    rotated = wide.transpose(Image.Transpose.ROTATE_270)  # what the sensor stored: the picture on its side
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: turn it 90 degrees anticlockwise to view
+    decoded = decode_image(encode(rotated, "JPEG", exif=exif, quality=95))
+    assert decoded.size == wide.size and decoded.mode == "L"
+    assert np.abs(np.asarray(decoded, float) - np.asarray(wide, float)).mean() < 3
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    values = np.linspace(0, 65535, 256 * 4, dtype=np.uint16).reshape(4, 256)
+    decoded = np.asarray(decode_image(encode(Image.fromarray(values), "PNG")), int)
+    assert decoded.min() == 0 and decoded.max() == 255
+    assert np.all(np.diff(decoded[0]) >= 0) and len(np.unique(decoded)) > 200
+
+
+def test_gif_first_frame_is_read():
+    first, second = page((120, 120), [one(60, 10, 100)]), Image.new("L", (120, 120), PAPER)
+    data = encode(first.convert("P"), "GIF", save_all=True, append_images=[second.convert("P")], duration=50)
+    assert np.asarray(decode_image(data))[60, 60] < 100
+
+
+@pytest.mark.parametrize("stroke, background", [((0, 0, 0), 255), ((255, 255, 255), 0), ((30, 60, 200), 255)])
+def test_canvas_strokes_on_transparency_land_on_a_background_that_shows_them(stroke, background):
+    canvas = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).line([(50, 10), (50, 90)], fill=(*stroke, 255), width=8)
+    decoded = np.asarray(decode_image(encode(canvas, "PNG")), int)
+    assert decoded[5, 5] == background
+    assert abs(decoded[50, 50] - background) > 100
+
+
+def test_palette_and_cmyk_pictures_decode_to_the_same_grey():
+    gray = page((200, 100), [one(100, 10, 80)])
+    reference = np.asarray(gray, float)
+    for data in (encode(gray.convert("P"), "PNG"), encode(gray.convert("CMYK"), "TIFF"),
+                 encode(gray.convert("RGB"), "WEBP", lossless=True), encode(gray, "BMP")):
+        assert np.abs(np.asarray(decode_image(data), float) - reference).mean() < 2
+
+
+@pytest.mark.parametrize("content, error, words", [
+    (b"", UnsupportedInput, "empty"),
+    (b"just some text\n", UnsupportedInput, "not a picture"),
+    (png_declaring(10_000, 10_000), InputTooLarge, f"more than the {MAX_PIXELS:,}"),
+    (png_declaring(100_000, 100_000), InputTooLarge, "too large"),
+    (encode(page(), "PNG")[:300], UnsupportedInput, "damaged or truncated"),
+], ids=["empty", "text", "bomb", "bomb-beyond-pillow", "truncated"])
+def test_bad_files_get_one_clear_error(content, error, words, tmp_path):
+    path = tmp_path / "picture.png"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    for source in (content, path):
+        with pytest.raises(error, match=words):
+            decode_image(source)
+    assert time.perf_counter() - started < 2, "a bomb must be refused from its header, before decoding"
+
+
+def test_missing_files_and_folders_are_named(tmp_path):
+    with pytest.raises(DigitrecError, match="cannot read .*nothing.png"):
+        decode_image(tmp_path / "nothing.png")
+    with pytest.raises(DigitrecError, match="is a folder"):
+        decode_image(tmp_path)
+
+
+# --- One digit, MNIST style --------------------------------------------------------------------
+
+def test_a_digit_comes_out_as_mnist_has_it():
+    [segment] = preprocess_image(page((400, 300), [zero(150, 60)]))
+    image = segment.image
+    assert image.shape == (28, 28) and image.dtype == torch.uint8
+    assert max(ink_box(image)) in (20, 21)  # longest side 20 px (plus anti-aliasing)
+    assert image.max() == 255 and image[:3].sum() == 0 and image[:, :3].sum() == 0
+    centre = ndimage.center_of_mass(image.numpy().astype(float))
+    assert np.allclose(centre, (14, 14), atol=0.5)
+    x0, y0, x1, y1 = segment.box  # the ellipse spans x 150-240, y 60-210, plus half the pen
+    assert abs(x0 - 143) <= 4 and abs(y0 - 53) <= 4 and abs(x1 - 247) <= 4 and abs(y1 - 217) <= 4
+
+
+def test_polarity_is_decided_by_the_picture():
+    dark_on_light = page((300, 300), [zero(100, 70)])
+    light_on_dark = Image.eval(dark_on_light, lambda value: 255 - value)
+    [dark], [light] = preprocess_image(dark_on_light), preprocess_image(light_on_dark)
+    assert torch.equal(dark.image, light.image) and dark.box == light.box
+
+
+def test_uneven_light_is_evened_out():
+    flat = page((500, 300), [zero(80, 70), one(300, 70)])
+    rows, columns = np.mgrid[0:300, 0:500]
+    shadow = 0.45 + 0.55 * columns / 500 - 0.3 * ((rows / 300 - 0.5) ** 2)  # dark on the left, darker corners
+    lit = Image.fromarray((np.asarray(flat, float) * shadow).astype(np.uint8))
+    assert np.asarray(lit)[5, 5] < np.asarray(lit)[150, 250] - INK  # the paper in the corner is darker than ink-free middle
+    even, uneven = preprocess_image(flat), preprocess_image(lit)
+    assert len(uneven) == 2
+    for a, b in zip(even, uneven):
+        assert difference(a.image, b.image) < 4
+
+
+def test_an_mnist_image_comes_back_nearly_unchanged(mnist):
+    images = mnist.test_images[:200]
+    outputs = [preprocess_image(Image.fromarray(image.numpy())) for image in images]
+    assert all(len(segments) == 1 for segments in outputs)
+    difference = np.mean([np.abs(segments[0].image.numpy().astype(int) - image.numpy()).mean()
+                          for segments, image in zip(outputs, images)])
+    assert difference < 8  # out of 255: the same strokes in the same place
+
+
+def test_a_big_photo_reports_boxes_in_its_own_pixels():
+    size = (3 * WORK_SIDE // 2, WORK_SIDE // 2)  # over WORK_SIDE, so it is worked on reduced
+    [segment] = preprocess_image(page(size, [zero(1000, 200, 500)], width=50))
+    x0, y0, x1, y1 = segment.box
+    assert abs(x0 - 975) <= 12 and abs(y0 - 175) <= 12 and abs(x1 - 1325) <= 12 and abs(y1 - 725) <= 12
+
+
+# --- Several digits ---------------------------------------------------------------------------
+
+def test_digits_come_out_left_to_right_with_their_boxes():
+    starts = [60, 420, 250, 560]  # drawn out of order
+    image = page((760, 260), [zero(x, 50) if k % 2 else one(x, 50) for k, x in enumerate(starts)])
+    segments = preprocess_image(image)
+    assert [segment.box[0] for segment in segments] == sorted(segment.box[0] for segment in segments)
+    assert len(segments) == 4
+    for segment, x in zip(segments, sorted(starts)):
+        assert segment.box[0] - 10 <= x <= segment.box[2]
+
+
+def test_a_five_with_a_detached_top_bar_is_one_digit():
+    body = [(100, 110), (110, 90), (150, 85), (180, 120), (175, 170), (140, 195), (95, 185)]
+    stem = [(102, 45), (100, 105)]
+    bar = [(115, 40), (185, 40)]  # drawn apart from the stem, as people do
+    segments = preprocess_image(page((300, 260), [body, stem, bar], width=12))
+    assert len(segments) == 1
+    assert segments[0].box[1] <= 40 - 6 + 2  # the bar is inside the digit's box
+
+
+def test_a_broken_stroke_is_one_digit_and_a_dash_between_digits_is_dropped():
+    broken = [[(100, 40), (100, 110)], [(100, 130), (100, 200)]]
+    dash = [[(180, 120), (220, 120)]]
+    segments = preprocess_image(page((420, 240), broken + dash + [zero(270, 45)], width=12))
+    assert len(segments) == 2
+    assert segments[0].box[1] < 45 and segments[0].box[3] > 195  # both halves of the stroke
+
+
+def test_specks_are_dropped_and_a_blank_page_has_no_digits():
+    rng = np.random.default_rng(0)
+    noisy = np.asarray(page((400, 200), [one(200, 30)]), float) + rng.normal(0, 6, (200, 400))
+    for x, y in rng.integers(10, 190, (12, 2)):  # dust: a few pixels each
+        noisy[y:y + 3, x:x + 3] = INK
+    assert len(preprocess_image(Image.fromarray(noisy.clip(0, 255).astype(np.uint8)))) == 1
+    blank = Image.fromarray((PAPER + rng.normal(0, 6, (200, 400))).clip(0, 255).astype(np.uint8))
+    assert preprocess_image(blank) == []
+    assert preprocess_image(Image.new("L", (50, 50), 0)) == []
+
+
+def test_single_takes_all_the_ink_as_one_digit():
+    image = page((500, 240), [one(100, 40), zero(300, 40)])
+    assert len(preprocess_image(image)) == 2
+    [whole] = preprocess_image(image, single=True)
+    assert whole.box[0] < 100 < 390 < whole.box[2]
