@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN := runs/lab
 
-.PHONY: run test install clean
+.PHONY: run test install pretrained benchmarks clean
 
 $(BIN)/digitrec: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The weights that ship in the package (docs/model-card.md): the `best` recipe, its averaged weights
+# as safetensors, and the same network as a checked ONNX file for the onnx backend. About 40 minutes.
+WEIGHTS := src/digitrec/weights
+pretrained: install
+	$(BIN)/digitrec train --model best --out runs/best --force
+	$(BIN)/digitrec export runs/best --format safetensors --out $(WEIGHTS)/best.safetensors
+	$(BIN)/digitrec export runs/best --format onnx --out $(WEIGHTS)/best.onnx
+
+# Every benchmark table in docs/benchmarks.md (`best` taken from runs/best, see `make pretrained`).
+benchmarks: install
+	$(BIN)/python benchmarks/train_speed.py --best-run runs/best
+	$(BIN)/python benchmarks/infer_speed.py
+	$(BIN)/python benchmarks/read_photos.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) runs

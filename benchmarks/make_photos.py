@@ -21,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 KINDS = {"single": 1, "number": 2}
+LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 
 
 @dataclass
@@ -39,14 +40,15 @@ def ink_crop(image28: np.ndarray) -> np.ndarray:
 
 
 def lay_out(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Digits side by side at MNIST scale, with uneven gaps, sizes and baselines."""
-    placed, x, margin = [], 0, 2
+    """Digits side by side, LAYOUT_SCALE ink pixels to an MNIST pixel, with uneven gaps, sizes and
+    baselines. Each digit is enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
+    placed, x, margin = [], 0, 2 * LAYOUT_SCALE
     for index, digit in enumerate(digits):
-        scale = rng.uniform(0.85, 1.15)
+        scale = LAYOUT_SCALE * rng.uniform(0.85, 1.15)
         size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
-        resized = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.BILINEAR))
-        x += 0 if index == 0 else int(rng.integers(2, 10))
-        baseline = int(rng.integers(-3, 4))
+        resized = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.BICUBIC)).clip(0, 1)
+        x += 0 if index == 0 else LAYOUT_SCALE * int(rng.integers(2, 10))
+        baseline = LAYOUT_SCALE * int(rng.integers(-3, 4))
         placed.append((resized, x, baseline))
         x += resized.shape[1]
     # A raised digit (positive baseline) sits higher: its bottom edge is at -baseline.
@@ -60,17 +62,20 @@ def lay_out(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     return canvas
 
 
-def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> tuple[bytes, str]:
-    """Ink (0..1, any scale) scaled into a picture of `size` (width, height) and photographed."""
+def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+               ink_scale: float = 1.0) -> tuple[bytes, str]:
+    """Ink (0..1, `ink_scale` pixels to an MNIST pixel) scaled into a picture of `size` (width,
+    height) and photographed."""
     width, height = size
-    ink = np.pad(ink, 2)  # room for the pen to grow
+    ink = np.pad(ink, round(2 * ink_scale))  # room for the pen to grow
     fill = rng.uniform(0.45, 0.8)  # how much of the picture the writing spans
     scale = min(width * fill / ink.shape[1], height * fill / ink.shape[0])
+    unit = scale * ink_scale  # picture pixels to an MNIST pixel
     scaled_size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
     scaled = np.asarray(Image.fromarray(ink).resize(scaled_size, Image.Resampling.BICUBIC)).clip(0, 1)
-    scaled = ndimage.gaussian_filter(scaled, 0.5 * scale)  # a round pen, not MNIST's pixel grid
-    scaled = np.clip((scaled - 0.3) * 2.5, 0, 1)
-    pen = rng.uniform(-0.35, 0.6) * scale  # pen width change, in picture pixels
+    scaled = ndimage.gaussian_filter(scaled, 0.5 * unit)  # a round pen, not MNIST's pixel grid
+    scaled = np.clip((scaled - 0.15) * 2, 0, 1)  # solid ink wherever MNIST has some: a pen is not faint
+    pen = rng.uniform(-0.35, 0.6) * unit  # pen width change, in picture pixels
     if abs(pen) >= 1:
         footprint = _disk(abs(pen) / 2)
         scaled = (ndimage.grey_dilation if pen > 0 else ndimage.grey_erosion)(scaled, footprint=footprint)
@@ -88,7 +93,7 @@ def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator)
     ramp = np.cos(angle) * across + np.sin(angle) * down
     light = 1 + rng.uniform(0, 0.3) * ramp - rng.uniform(0, 0.4) * (across ** 2 + down ** 2)
     picture = light * (paper * (1 - page) + pen_colour * page)
-    picture = ndimage.gaussian_filter(picture, rng.uniform(0.3, 1.2) * max(1.0, scale / 8))
+    picture = ndimage.gaussian_filter(picture, rng.uniform(0.3, 1.2) * max(1.0, unit / 8))
     picture += rng.normal(0, rng.uniform(1, 6), picture.shape)
     image = Image.fromarray(picture.clip(0, 255).round().astype(np.uint8))
     if rng.random() < 0.3:
@@ -119,7 +124,7 @@ def number_photo(images: np.ndarray, labels: np.ndarray, rng: np.random.Generato
     if size is None:
         height = int(rng.integers(100, 400))
         size = (int(height * ink.shape[1] / ink.shape[0] * rng.uniform(1.1, 1.5)), height)
-    data, suffix = photograph(ink, size, rng)
+    data, suffix = photograph(ink, size, rng, LAYOUT_SCALE)
     return Photo(data, "".join(str(int(labels[i])) for i in indices), indices, "number", suffix)
 
 

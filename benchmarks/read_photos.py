@@ -58,15 +58,19 @@ def ours(data: bytes, loaded: LoadedModel) -> str:
         return ""
 
 
-def read_all(photos: list[Photo], loaded: LoadedModel) -> dict[str, tuple[list[str], list[float]]]:
-    """Answers and seconds per photo, ours and the baseline's, taking turns."""
-    results = {"digitrec": ([], []), "naive": ([], [])}
+def read_all(photos: list[Photo], loaded: LoadedModel) -> dict[str, tuple[list[str], list[float], list[float]]]:
+    """Answers, wall-clock seconds and CPU seconds per photo, ours and the baseline's, taking turns.
+
+    CPU time is the work itself: on a CPU shared with other jobs, wall-clock time also holds the
+    time this process waited for a core."""
+    results = {"digitrec": ([], [], []), "naive": ([], [], [])}
     for photo in photos:
         for name, read in (("digitrec", lambda: ours(photo.data, loaded)),
                            ("naive", lambda: naive_read(photo.data, loaded, len(photo.digits)))):
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             answer = read()
-            results[name][1].append(time.perf_counter() - started)
+            results[name][1].append(time.perf_counter() - wall)
+            results[name][2].append(time.process_time() - cpu)
             results[name][0].append(answer)
     return results
 
@@ -106,37 +110,49 @@ def main() -> None:
         return share_right(["".join(map(str, digits)) for digits in predictions], photos)
 
     single_results, number_results, six_results = read_all(singles, loaded), read_all(numbers, loaded), read_all(six, loaded)
-    accuracy = {name: share_right(answers, singles) for name, (answers, _) in single_results.items()}
-    numbers_right = {name: share_right(answers, numbers) for name, (answers, _) in number_results.items()}
-    six_right = {name: share_right(answers, six) for name, (answers, _) in six_results.items()}
+    accuracy = {name: share_right(answers, singles) for name, (answers, *_) in single_results.items()}
+    numbers_right = {name: share_right(answers, numbers) for name, (answers, *_) in number_results.items()}
+    six_right = {name: share_right(answers, six) for name, (answers, *_) in six_results.items()}
     clean_single, clean_numbers = clean(singles), clean(numbers)
-    milliseconds = {kind: {name: 1000 * float(np.median(seconds)) for name, (_, seconds) in results.items()}
+    milliseconds = {kind: {name: 1000 * float(np.median(cpu)) for name, (_, _, cpu) in results.items()}
                     for kind, results in (("single", single_results), ("six", six_results))}
+    wall = {kind: {name: 1000 * float(np.median(seconds)) for name, (_, seconds, _) in results.items()}
+            for kind, results in (("single", single_results), ("six", six_results))}
 
     def errors_ratio(ours_right: float, naive_right: float) -> str:
         return f"{(1 - naive_right) / max(1 - ours_right, 1e-9):.1f}x fewer errors"
 
+    def time_ratio(kind: str) -> str:
+        return f"{milliseconds[kind]['digitrec'] / milliseconds[kind]['naive']:.1f}x the time"
+
+    gap = round(100 * (clean_single - accuracy["digitrec"]), 6)
     rows = [
         [f"single digits read right ({len(singles):,} photos)", percent(clean_single), percent(accuracy["digitrec"]),
-         percent(accuracy["naive"]), f"within 0.5 points of clean: {100 * (clean_single - accuracy['digitrec']):+.2f}",
-         errors_ratio(accuracy["digitrec"], accuracy["naive"])],
+         percent(accuracy["naive"]), errors_ratio(accuracy["digitrec"], accuracy["naive"]),
+         "at most 0.5 points under clean", f"{'yes' if gap <= 0.5 else 'no'} ({gap:.2f} points under)"],
         [f"numbers of 2-8 digits read fully right ({len(numbers):,} photos)", percent(clean_numbers),
-         percent(numbers_right["digitrec"]), percent(numbers_right["naive"]), "at least 97%",
-         errors_ratio(numbers_right["digitrec"], numbers_right["naive"])],
-        [f"1000x300 photos of six digits read fully right ({len(six)})", percent(clean(six)),
-         percent(six_right["digitrec"]), percent(six_right["naive"]), "", ""],
-        ["one digit end to end, median ms", "", f"{milliseconds['single']['digitrec']:.2f}",
-         f"{milliseconds['single']['naive']:.2f}", "at most 5 ms",
-         f"{milliseconds['single']['digitrec'] / milliseconds['single']['naive']:.1f}x the baseline's time"],
-        ["1000x300 photo of six digits end to end, median ms", "", f"{milliseconds['six']['digitrec']:.2f}",
-         f"{milliseconds['six']['naive']:.2f}", "at most 30 ms",
-         f"{milliseconds['six']['digitrec'] / milliseconds['six']['naive']:.1f}x the baseline's time"],
+         percent(numbers_right["digitrec"]), percent(numbers_right["naive"]),
+         errors_ratio(numbers_right["digitrec"], numbers_right["naive"]), "at least 97%",
+         "yes" if numbers_right["digitrec"] >= 0.97 else "no"],
+        [f"1000x300 photos of six digits read fully right ({len(six)} photos)", percent(clean(six)),
+         percent(six_right["digitrec"]), percent(six_right["naive"]),
+         errors_ratio(six_right["digitrec"], six_right["naive"]), "", ""],
+        ["one digit, end to end, median CPU ms (wall ms)", "",
+         f"{milliseconds['single']['digitrec']:.2f} ({wall['single']['digitrec']:.2f})",
+         f"{milliseconds['single']['naive']:.2f} ({wall['single']['naive']:.2f})", time_ratio("single"),
+         "at most 5 ms", "yes" if milliseconds["single"]["digitrec"] <= 5 else "no"],
+        ["1000x300 photo of six digits, end to end, median CPU ms (wall ms)", "",
+         f"{milliseconds['six']['digitrec']:.2f} ({wall['six']['digitrec']:.2f})",
+         f"{milliseconds['six']['naive']:.2f} ({wall['six']['naive']:.2f})", time_ratio("six"),
+         "at most 30 ms", "yes" if milliseconds["six"]["digitrec"] <= 30 else "no"],
     ]
-    body = table(["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "goal", "digitrec vs baseline"], rows)
+    body = table(["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "digitrec vs baseline", "goal", "met"], rows)
     print(body)
     if not args.no_write:
         notes = (f"Model: {loaded.name} from {loaded.source}. Photos from `benchmarks/make_photos.py` with seed "
-                 f"{args.seed}; end to end means from the encoded JPEG bytes to the digits, on one thread. The naive "
+                 f"{args.seed}; end to end means from the encoded JPEG bytes to the digits, on one thread; the speed "
+                 "goals are judged on CPU time, the work itself, as wall-clock time on a shared CPU also "
+                 "holds the waits for a core. The naive "
                  "baseline resizes the whole photo to 28x28 (inverted when the paper is light) and, for numbers, is "
                  "told how many digits to cut it into.")
         write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)

@@ -338,3 +338,33 @@ def test_digitrec_serve_shows_the_page_and_stops_on_ctrl_c(fast_run):
     assert server.returncode == 0, err
     assert f"page at http://127.0.0.1:{port}/" in out
     assert "Traceback" not in err
+
+
+def test_concurrent_requests_never_mix_up_answers(client, mnist):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [png(image) for image in mnist.test_images[100:160]]
+
+    def ask(body: bytes) -> dict:
+        return client.post("/api/predict?single=true", content=body, headers={"Content-Type": "image/png"}).json()
+
+    one_by_one = [ask(body) for body in bodies]
+    assert len({answer["digits"] for answer in one_by_one}) == 10, "the images say different things"
+    with ThreadPoolExecutor(8) as pool:
+        all_at_once = list(pool.map(ask, bodies))
+    assert all_at_once == one_by_one
+
+
+def test_a_slow_upload_is_cut_off_with_408(quick_model):
+    with serving(create_app(quick_model, body_seconds=1.0)) as url:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
+                               b"Content-Length: 100000\r\n\r\n\x89PNG")  # then nothing more arrives
+            started = time.monotonic()
+            answer = connection.recv(65536)
+            waited = time.monotonic() - started
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 408 " in status_line, answer[:300]
+    assert b"did not arrive within 1 s" in rest
+    assert 0.5 < waited < 5

@@ -215,9 +215,9 @@ def _from_checkpoint(checkpoint: Checkpoint, source: str, use_ema: bool = True) 
                        {"epoch": checkpoint.epoch, "dataset": data.get("name")})
 
 
-def pretrained_path(name: str) -> Path | None:
-    """The weights shipped inside the package for a preset, if any."""
-    resource = resources.files("digitrec") / "weights" / f"{name}.safetensors"
+def pretrained_path(name: str, suffix: str = ".safetensors") -> Path | None:
+    """The weights shipped inside the package for a preset (or their checked ONNX export), if any."""
+    resource = resources.files("digitrec") / "weights" / f"{name}{suffix}"
     return Path(str(resource)) if resource.is_file() else None
 
 

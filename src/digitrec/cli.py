@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a model to ONNX, checked against PyTorch on the test set")
     export.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
-    export.add_argument("--format", default="onnx", choices=["onnx"], help="file format (default: onnx)")
+    export.add_argument("--format", default="onnx", choices=["onnx", "safetensors"],
+                        help="onnx (default), or safetensors: the weights alone, with their test accuracy")
     export.add_argument("--out", metavar="FILE.onnx", required=True, help="the file to write (its check goes "
                         "beside it as FILE.check.json)")
     export.add_argument("--int8", action="store_true", help="quantize to int8 (calibrated on the training split)")
@@ -230,6 +231,8 @@ def command_export(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model)
     data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
+    if args.format == "safetensors":
+        return export_weights(loaded, data, args.out)
     report = export_onnx(loaded, args.out, data, int8=args.int8, quantization=args.quantization)
     kind = f"int8 ({report['quantization']} quantization)" if args.int8 else "fp32"
     print(f"Exported {loaded.name} from {loaded.source} to {args.out}: {kind}, {report['bytes'] / 1024:.0f} KiB")
@@ -238,6 +241,20 @@ def command_export(args: argparse.Namespace) -> int:
           f"accuracy {100 * report['torch_accuracy']:.2f}% -> {100 * report['onnx_accuracy']:.2f}% "
           f"(drop {100 * report['accuracy_drop']:.2f} point); passed")
     print(f"Check numbers: {report_path(args.out)}")
+    return 0
+
+
+def export_weights(loaded, data, out: str) -> int:
+    """The shippable form of a model: its (averaged) weights, normalisation, classes and test accuracy."""
+    from digitrec.checkpoint import save_weights
+    from digitrec.evaluation import evaluate
+
+    result = evaluate(loaded, data)
+    save_weights(out, loaded.name, loaded.model, {"mean": loaded.mean, "std": loaded.std, "classes": loaded.classes},
+                 metadata={"accuracy": f"{result.accuracy:.4f}", "dataset": data.name, "source": loaded.source,
+                           "data_sha256": json.dumps(data.checksums)})
+    print(f"Wrote {loaded.name} weights from {loaded.source} to {out} ({Path(out).stat().st_size / 1024:.0f} KiB); "
+          f"test accuracy {100 * result.accuracy:.2f}% on {data.name}")
     return 0
 
 

@@ -290,6 +290,8 @@ def load_backend(reference: str | Path, backend: str | None = None, data_dir: st
             raise DigitrecError(f"{reference} is an ONNX file, which only the onnx backend runs; pass "
                                 "--backend onnx, or give the run folder or weights it came from")
         return load_onnx(reference, threads)
+    if backend == "onnx" and (shipped := pretrained_path(str(reference), ".onnx")):
+        return load_onnx(shipped, threads)  # exported and checked when the weights were made
     loaded = load_model(reference)
     if backend != "onnx":
         return loaded

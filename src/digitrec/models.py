@@ -61,8 +61,8 @@ class FastNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *conv_block(1, 16, 5), nn.MaxPool2d(2),   # 24 -> 12
-            *conv_block(16, 32, 3), nn.MaxPool2d(2),  # 10 -> 5
+            *conv_block(1, 16, 5, pool=True),   # 28 -> 24 -> 12
+            *conv_block(16, 32, 3, pool=True),  # 12 -> 10 -> 5
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10))
 
@@ -98,7 +98,7 @@ PRESETS: dict[str, Preset] = {
     "mlp": Preset(MultiLayerPerceptron, "the lab's fully connected 784-256-128-10 network, same recipe"),
     "fast": Preset(FastNet, "small BN CNN, Adam with one-cycle: 99% in seconds", dict(
         epochs=1, batch_size=256, optimizer="adam", lr=0.01, schedule="onecycle",
-        label_smoothing=0.1, log_interval=50)),
+        label_smoothing=0.1, log_interval=50, channels_last=True)),
     "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.7%", dict(
         epochs=20, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
         schedule="onecycle", label_smoothing=0.1, augment="affine", ema=0.999, log_interval=100,

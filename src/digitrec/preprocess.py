@@ -2,8 +2,8 @@
 
 A picture goes through: decode to grayscale -> even out the light and decide which side is ink ->
 a two-level (hysteresis) threshold -> connected components, merged into digits and ordered left to
-right -> each digit cropped at full resolution, its longest side scaled to 20 px with anti-aliasing,
-padded to 28x28 and centred by centre of mass. Everything is whole-array numpy, scipy.ndimage and
+right -> each digit cropped at full resolution, its pen brought into MNIST's range, its longest side
+scaled to 20 px with anti-aliasing, padded to 28x28 and centred by centre of mass. Everything is whole-array numpy, scipy.ndimage and
 Pillow work, so a picture takes milliseconds.
 """
 
@@ -27,15 +27,18 @@ from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
 STROKE_PIXELS = 8  # pictures with wider strokes are box-reduced until they are about this wide
-SAMPLE_PIXELS = 40_000  # statistics of the whole picture come from about this many of its pixels
-BACKGROUND_SIDE = 64  # the light is estimated on a picture this small: it varies slowly
+PEN_WINDOW = 160  # the pen's width is measured at full resolution in a window this wide
+SAMPLE_PIXELS = 10_000  # statistics of the whole picture come from about this many of its pixels
+BACKGROUND_SIDE = 48  # the light is estimated on a picture this small: it varies slowly
+BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits stays more than a line
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
 MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
 NOISE_SIGMAS = 6.0  # and stands out of the paper's noise by this many standard deviations
-MIN_PIECE_PIXELS, CRUMB_FRACTION, MAX_PIECES = 3, 0.002, 200  # ink too small to be worth a look
+MIN_PIECE_PIXELS, CRUMB_FRACTION, MAX_PIECES = 3, 0.002, 100  # ink too small to be worth a look, and a bound
 MERGE_OVERLAP = 0.5  # pieces sharing this much of the narrower one's width belong to one digit
 FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close over or under it, is part of it
-FRAGMENT_REACH = 0.1  # even with a gap this wide (share of the neighbour's height)
+FRAGMENT_REACH = 0.1  # over its columns or beside them, by a gap up to this share of its height,
+FRAGMENT_INK = 0.4  # if it has less than this share of its ink
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
 SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
 PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
@@ -122,22 +125,21 @@ class Paper:
 
     dark_ink: bool
     light: np.ndarray  # the paper's level on the small copy, ink side up (dark ink: 1 - brightness)
-    stroke: float  # stroke width, in the picture's pixels
     factor: float  # the picture's pixels per small-copy pixel
+    inkiest: tuple[int, int]  # (row, column) of the small copy's strongest ink
 
 
 def survey(gray: Image.Image) -> Paper:
-    """The light, the polarity and the stroke width, from a copy at most 64 px wide (light varies slowly).
+    """The light and the polarity, from a copy BACKGROUND_SIDE px wide (light varies slowly).
 
-    A smooth surface fitted to the copy, outliers left out, is the paper's light (a gradient, a
-    lens darkening the corners); the ink is whichever side of it (darker or lighter) strays
-    furthest. What the surface misses (a shadow) is a grey opening of the rest with the ink side
+    A smooth surface fitted to the copy's border is the paper's light (a gradient, a lens darkening
+    the corners); the ink is whichever side of the paper (darker or lighter) strays furthest from it. What the surface misses (a shadow) is a grey opening of the rest with the ink side
     up, three strokes wide: it erases the strokes and keeps the light.
     """
-    factor = max(1.0, max(gray.size) / BACKGROUND_SIDE)
+    factor = max(1.0, min(max(gray.size) / BACKGROUND_SIDE, min(gray.size) / BACKGROUND_SHORT_SIDE))
     small_size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
     small = np.asarray(gray.resize(small_size, Image.Resampling.BOX), dtype=np.float32) / 255
-    surface = _smooth_surface(small)
+    surface = paper_surface(small)
     strays = small - surface
     darkest, lightest = np.percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
@@ -146,7 +148,27 @@ def survey(gray: Image.Image) -> Paper:
     stroke = max(stroke_width(strays > float(strays.max(initial=0)) / 2), 1.0)
     reach = int(np.clip(round(OPENING_STROKES * stroke), 3, min(small.shape)))
     light = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
-    return Paper(dark_ink, light, stroke * factor, factor)
+    inkiest = np.unravel_index(int(np.argmax(strays)), strays.shape)
+    return Paper(dark_ink, light, factor, (int(inkiest[0]), int(inkiest[1])))
+
+
+def pen_width(gray: Image.Image, paper: Paper) -> float:
+    """Stroke width in the picture's own pixels, measured at full resolution in a window around the
+    strongest ink (the small copy cannot: it blurs fine strokes close together into one wide one).
+
+    Ink is what is past halfway from the window's median (paper, unless ink fills it) to its 99th
+    percentile; a window full of ink measures thin, which only makes the work slower, never wrong.
+    """
+    half = PEN_WINDOW // 2
+    row, column = ((index + 0.5) * paper.factor for index in paper.inkiest)
+    left = int(np.clip(column - half, 0, max(gray.width - PEN_WINDOW, 0)))
+    top = int(np.clip(row - half, 0, max(gray.height - PEN_WINDOW, 0)))
+    box = (left, top, min(left + PEN_WINDOW, gray.width), min(top + PEN_WINDOW, gray.height))
+    window = np.asarray(gray.crop(box), dtype=np.float32)
+    if paper.dark_ink:
+        window = 255 - window
+    paper_level, ink_level = np.percentile(window[::2, ::2], [50, 99])
+    return stroke_width(window > (paper_level + ink_level) / 2)
 
 
 def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.ndarray]:
@@ -169,22 +191,23 @@ def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.nda
     return ink, noise, sample
 
 
-def _smooth_surface(small: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """A quadratic surface through the paper: first fitted to the picture's border, which is paper
-    more than anything, then refitted to every pixel close to it, so bold ink never pulls it along."""
-    rows, columns = np.indices(small.shape, dtype=np.float32)
+def paper_surface(small: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """A quadratic surface through the paper, fitted to the picture's border (paper more than
+    anything, whatever the ink in the middle), refitted without the border pixels far from it
+    (ink touching the edge)."""
+    rows, columns = np.indices(small.shape, dtype=np.float64)  # float64: the normal equations square the range
     rows, columns = rows / max(small.shape[0], 1) - 0.5, columns / max(small.shape[1], 1) - 0.5
-    terms = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
+    everywhere = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
     border = np.ones(small.shape, bool)
     border[1:-1, 1:-1] = False
-    terms, values, border = terms.reshape(-1, 6), small.ravel(), border.ravel()
-    inside = border
+    terms, values = everywhere[border], small[border].astype(np.float64)
+    inside = np.ones(len(values), bool)
     for _ in range(rounds):
         used = terms[inside]  # least squares by the normal equations: 6x6, far cheaper than lstsq
         coefficients = np.linalg.solve(used.T @ used + 1e-6 * np.eye(6), used.T @ values[inside])
-        strays = values - terms @ coefficients
-        inside = np.abs(strays) <= 3 * 1.4826 * np.median(np.abs(strays[border])) + 0.01
-    return (terms @ coefficients).reshape(small.shape).astype(np.float32)
+        strays = np.abs(values - terms @ coefficients)
+        inside = strays <= 3 * 1.4826 * np.median(strays) + 0.01
+    return (everywhere @ coefficients).astype(np.float32)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -202,19 +225,38 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     gray = image if image.mode == "L" else _to_grayscale(image)
     paper = survey(gray)
     # Work at the smallest size that keeps strokes STROKE_PIXELS wide: a 20 px digit needs no more,
-    # and a big photo shrinks to a few milliseconds' work. Strokes under 3 px on the small copy are
-    # too blurred there to be measured, so those pictures are only capped at WORK_SIDE.
-    wide = paper.stroke >= 3 * paper.factor
-    reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(paper.stroke // STROKE_PIXELS) if wide else 1)
+    # and a big photo shrinks to a few milliseconds' work.
+    reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(pen_width(gray, paper) // STROKE_PIXELS))
     work = gray.reduce(reduce) if reduce > 1 else gray
     ink, noise, sample = ink_map(np.asarray(work, dtype=np.float32) / 255, paper)
-    strongest = float(ink.max(initial=0))
-    if strongest < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
+    found = find_pieces(ink, noise, sample)
+    if found is None:
         return []
-    # A two-level threshold from the ink's own level: strokes are the pixels past half of it, and
-    # each stroke keeps its blurred rim down to an eighth of it, as long as that stays out of the noise.
+    labels, pieces, low, level = found
+    groups = drop_specks(merge_pieces(pieces))
+    if single:
+        groups = [Piece.union(groups)]
+    segments = []
+    for group in sorted(groups, key=lambda group: group.box[0]):
+        x0, y0, x1, y1 = group.box
+        values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
+        crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
+        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
+        segments.append(Segment(mnist_style(crop), box))
+    return segments
+
+
+def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray) -> tuple[np.ndarray, list[Piece], float, float] | None:
+    """Connected pieces of ink (labels, pieces, and the threshold and level that made them), or None
+    when there is no ink.
+
+    A two-level threshold from the ink's own level: strokes are the pixels past half of it, and each
+    stroke keeps its blurred rim down to an eighth of it, as long as that stays out of the noise.
+    """
+    if float(ink.max(initial=0)) < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
+        return None
     candidates = sample[sample > max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise)]
-    level = float(np.percentile(candidates, 90)) if candidates.size else strongest
+    level = float(np.percentile(candidates, 90)) if candidates.size else float(ink.max())
     high = max(level / 2, MIN_CONTRAST / 2, NOISE_SIGMAS * noise)
     low = max(level / 8, 3 * noise)
     labels, count = ndimage.label(ink > low, structure=np.ones((3, 3), bool))
@@ -226,20 +268,10 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     kept = np.flatnonzero(strong & (sizes >= max(MIN_PIECE_PIXELS, CRUMB_FRACTION * sizes[strong].max(initial=0))))
     kept = kept[np.argsort(sizes[kept])[::-1][:MAX_PIECES]]
     if not len(kept):
-        return []
+        return None
     slices = ndimage.find_objects(labels)
-    pieces = [Piece([int(label)], _box(slices[label - 1]), int(sizes[label])) for label in kept]
-    groups = drop_specks(merge_pieces(pieces))
-    if single:
-        groups = [Piece.union(groups)]
-    values = np.clip((ink - low) / max(level - low, 1e-6), 0, 1)
-    segments = []
-    for group in sorted(groups, key=lambda group: group.box[0]):
-        x0, y0, x1, y1 = group.box
-        crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values[y0:y1, x0:x1], 0).astype(np.float32)
-        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
-        segments.append(Segment(mnist_style(crop), box))
-    return segments
+    pieces = [Piece([int(label)], _box(slices[label - 1]), int(sizes[label]), int(sizes[label])) for label in kept]
+    return labels, pieces, low, level
 
 
 def _box(region: tuple[slice, slice]) -> tuple[int, int, int, int]:
@@ -253,6 +285,7 @@ class Piece:
     labels: list[int]
     box: tuple[int, int, int, int]  # x0, y0, x1, y1
     pixels: int
+    largest: int  # pixels of its largest connected piece
 
     @property
     def width(self) -> int:
@@ -268,42 +301,61 @@ class Piece:
         return Piece([label for piece in pieces for label in piece.labels],
                      (min(box[0] for box in boxes), min(box[1] for box in boxes),
                       max(box[2] for box in boxes), max(box[3] for box in boxes)),
-                     sum(piece.pixels for piece in pieces))
+                     sum(piece.pixels for piece in pieces), max(piece.largest for piece in pieces))
 
 
-def belong_together(a: Piece, b: Piece) -> bool:
-    """Pieces of one digit: sharing most of the narrower one's columns (a broken stroke, a crossed 7),
-    or a much shorter piece at or just beside the top or bottom of a taller one (the detached bar of a 5)."""
+def share_columns(a: Piece, b: Piece) -> bool:
+    """Pieces sharing most of the narrower one's columns are one digit: a broken stroke, a crossed 7."""
     shared = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
-    if shared >= MERGE_OVERLAP * min(a.width, b.width):
-        return True
-    short, tall = sorted((a, b), key=lambda piece: piece.height)
+    return shared >= MERGE_OVERLAP * min(a.width, b.width)
+
+
+def fragment_of(short: Piece, tall: Piece) -> float | None:
+    """How many columns `short` shares with `tall` (negative: the gap between them) when it is a
+    fragment of it, such as the detached bar of a 5: much lower, close over or under its top or
+    bottom half, and over its columns or just beside them with little ink. None when it is not."""
+    if short.height >= FRAGMENT_HEIGHT * tall.height:
+        return None
+    shared = min(short.box[2], tall.box[2]) - max(short.box[0], tall.box[0])
+    # Just beside it, not over it, only a piece with little ink: a flat 2 beside a 0 is a digit.
+    beside = -shared < FRAGMENT_REACH * tall.height and short.pixels < FRAGMENT_INK * tall.pixels
     middle = (tall.box[1] + tall.box[3]) / 2
-    beside = -shared < FRAGMENT_REACH * tall.height
     off_middle = short.box[3] <= middle or short.box[1] >= middle  # a dash across the middle stays apart
     close = max(tall.box[1] - short.box[3], short.box[1] - tall.box[3]) < FRAGMENT_HEIGHT * tall.height
-    return short.height < FRAGMENT_HEIGHT * tall.height and beside and off_middle and close
+    return shared if (shared > 0 or beside) and off_middle and close else None
 
 
 def merge_pieces(pieces: list[Piece]) -> list[Piece]:
+    """Pieces of one digit joined: first each fragment to the piece it overlaps most (a bar between a
+    5 and a 3 goes to the 5 it is over, not the 3 it is beside), then pieces that share columns."""
     groups = list(pieces)
-    merging = True
-    while merging:
-        merging = False
-        for i, j in ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))):
-            if belong_together(groups[i], groups[j]):
-                groups[i] = Piece.union([groups[i], groups[j]])
-                del groups[j]
-                merging = True
-                break
+    while True:
+        candidates = [(shared, i, j) for i, short in enumerate(groups) for j, tall in enumerate(groups)
+                      if i != j and (shared := fragment_of(short, tall)) is not None]
+        if not candidates:
+            break
+        _, i, j = max(candidates)
+        groups[j] = Piece.union([groups[j], groups[i]])
+        del groups[i]
+    merged = True
+    while merged:
+        pairs = ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups)))
+        merged = next(((i, j) for i, j in pairs if share_columns(groups[i], groups[j])), None)
+        if merged:
+            i, j = merged
+            groups[i] = Piece.union([groups[i], groups[j]])
+            del groups[j]
     return groups
 
 
 def drop_specks(groups: list[Piece]) -> list[Piece]:
-    """Dots, dashes and dust: much lower or much smaller than the biggest digit."""
+    """Dots, dashes and dust: much lower or with much less ink than the biggest digit, or made of
+    crumbs alone (a dotted trail is not a stroke)."""
     tallest = max(group.height for group in groups)
     most = max(group.pixels for group in groups)
-    return [group for group in groups if group.height >= SHORT_FRACTION * tallest and group.pixels >= SPECK_FRACTION * most]
+    largest = max(group.largest for group in groups)
+    return [group for group in groups if group.height >= SHORT_FRACTION * tallest
+            and group.pixels >= SPECK_FRACTION * most and group.largest >= SPECK_FRACTION * largest]
 
 
 def even_pen(crop: np.ndarray) -> np.ndarray:

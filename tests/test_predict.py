@@ -1,0 +1,189 @@
+"""Reading digits in pictures: the reading itself, its JSON, `digitrec predict` and model references."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import picture_of_digits
+from digitrec.cli import main
+from digitrec.errors import DigitrecError, UnsupportedInput
+from digitrec.models import classify
+from digitrec.predict import UNCERTAIN_BELOW, Item, Reading, default_model, read_image
+from digitrec.preprocess import Segment
+
+ITEM_KEYS = {"digit", "probability", "probabilities", "box"}
+
+
+@pytest.fixture(scope="module")
+def sure_digits(quick_model, mnist) -> tuple[list[torch.Tensor], str]:
+    """Seven MNIST test digits, all different, that the model reads surely as they are in MNIST, so a
+    misreading of a picture of them is the picture's preprocessing at fault."""
+    probabilities = classify(quick_model.model, mnist.test_images[:500], quick_model.mean, quick_model.std).exp()
+    chosen: dict[int, int] = {}
+    for index, (label, row) in enumerate(zip(mnist.test_labels.tolist(), probabilities)):
+        if row.argmax() == label and row[label] > 0.8 and label not in chosen:
+            chosen[label] = index
+    order = [3, 1, 4, 0, 5, 9, 2]
+    return [mnist.test_images[chosen[digit]] for digit in order], "".join(map(str, order))
+
+
+def test_a_number_is_read_left_to_right_with_boxes_in_order(quick_model, sure_digits):
+    digits, label = sure_digits
+    reading = read_image(picture_of_digits(digits, (900, 200)), quick_model)
+    assert reading.digits == label
+    lefts = [item.box[0] for item in reading.items]
+    assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
+    assert len(reading.image28) == len(label) and all(image.shape == (28, 28) for image in reading.image28)
+
+
+def test_the_json_is_exactly_the_documented_schema(quick_model, sure_digits):
+    digits, label = sure_digits
+    picture = picture_of_digits(digits[:4], (600, 200))
+    result = read_image(picture, quick_model).to_json()
+    assert set(result) - {"uncertain"} == {"digits", "confidence", "items"}
+    assert result.get("uncertain", True) is True  # present only when due
+    assert isinstance(result["digits"], str) and isinstance(result["confidence"], float)
+    assert result["digits"] == "".join(str(item["digit"]) for item in result["items"]) == label[:4]
+    assert result["confidence"] == min(item["probability"] for item in result["items"])
+    for item in result["items"]:
+        assert set(item) == ITEM_KEYS
+        assert isinstance(item["digit"], int) and 0 <= item["digit"] <= 9
+        assert len(item["probabilities"]) == 10 and math.isclose(sum(item["probabilities"]), 1, abs_tol=1e-4)
+        assert item["probability"] == max(item["probabilities"]) == item["probabilities"][item["digit"]]
+        x0, y0, x1, y1 = item["box"]
+        assert all(isinstance(value, int) for value in item["box"])
+        assert 0 <= x0 < x1 <= 600 and 0 <= y0 < y1 <= 200
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_uncertain_is_flagged_only_when_a_digit_is_doubtful():
+    segment = Segment(torch.zeros(28, 28, dtype=torch.uint8), (0, 0, 1, 1))
+    sure = Item(3, 0.9, [0.01] * 10, (0, 0, 1, 1))
+    doubtful = Item(8, UNCERTAIN_BELOW - 0.01, [0.01] * 10, (0, 0, 1, 1))
+    assert "uncertain" not in Reading("3", 0.9, [sure], [segment]).to_json()
+    assert Reading("38", doubtful.probability, [sure, doubtful], [segment] * 2).to_json()["uncertain"] is True
+
+
+def test_dark_ink_and_light_ink_read_the_same(quick_model, sure_digits):
+    digits, label = sure_digits
+    picture = Image.open(io.BytesIO(picture_of_digits(digits[:3])))
+    inverted = Image.eval(picture, lambda value: 255 - value)
+    assert read_image(picture, quick_model).digits == read_image(inverted, quick_model).digits == label[:3]
+
+
+def test_single_reads_the_whole_picture_as_one_digit(quick_model, sure_digits):
+    digits, label = sure_digits
+    reading = read_image(picture_of_digits(digits[:2], (400, 200)), quick_model, single=True)
+    assert len(reading.items) == 1 and len(reading.digits) == 1
+
+
+def test_a_blank_picture_is_a_clear_error(quick_model):
+    blank = Image.new("L", (300, 200), 235)
+    with pytest.raises(UnsupportedInput, match="no digits found"):
+        read_image(blank, quick_model)
+
+
+def test_default_model_is_the_shipped_best_or_says_how_to_get_one():
+    from digitrec.checkpoint import pretrained_path
+
+    default_model.cache_clear()
+    if pretrained_path("best"):
+        assert default_model().name == "best"
+    else:
+        with pytest.raises(DigitrecError, match="no pretrained weights ship for 'best'"):
+            default_model()
+
+
+# --- The command line --------------------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path, sure_digits) -> Path:
+    """A folder of pictures as people have them, some of them bad."""
+    digits, _ = sure_digits
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "number.png").write_bytes(picture_of_digits(digits, (900, 200)))
+    (tmp_path / "sub" / "one.jpg").write_bytes(_jpeg(picture_of_digits(digits[:1], (200, 200))))
+    (tmp_path / "blank.png").write_bytes(_png(Image.new("L", (300, 200), 235)))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_bytes(b"shopping: eggs, milk\n")
+    (tmp_path / "huge.png").write_bytes(_png(Image.new("1", (8000, 8000))))
+    (tmp_path / "readme.txt").write_text("not a picture, and not named like one: skipped")
+    return tmp_path
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(png: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_predict_json_lines_read_a_folder_and_report_each_bad_file(folder, fast_run, sure_digits, capsys):
+    _, label = sure_digits
+    code = main(["predict", str(folder), "--model", str(fast_run), "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    by_name = {Path(line["file"]).relative_to(folder).as_posix(): line for line in lines}
+    assert sorted(by_name) == ["blank.png", "empty.png", "huge.png", "notes.png", "number.png", "sub/one.jpg"]
+    assert by_name["number.png"]["digits"] == label
+    assert by_name["sub/one.jpg"]["digits"] == label[0]
+    assert set(by_name["number.png"]) - {"uncertain"} == {"file", "digits", "confidence", "items"}
+    for name, words in [("blank.png", "no digits found"), ("empty.png", "empty"), ("notes.png", "not a picture"),
+                        ("huge.png", "more than the")]:
+        assert set(by_name[name]) == {"file", "error"} and words in by_name[name]["error"], by_name[name]
+
+
+def test_predict_prints_one_line_per_file_and_errors_on_stderr(folder, fast_run, sure_digits, capsys):
+    _, label = sure_digits
+    code = main(["predict", str(folder / "number.png"), str(folder / "notes.png"), str(folder / "missing.png"),
+                 "--model", str(fast_run)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    [line] = out.splitlines()
+    assert line.startswith(f"{folder / 'number.png'}: {label}  (confidence ")
+    assert [line.split(":")[0] for line in err.splitlines()] == ["digitrec"] * 2
+    assert "notes.png is not a picture" in err and "cannot read" in err and "missing.png" in err
+    assert "Traceback" not in err
+
+
+def test_predict_reads_standard_input_and_ranks_the_top_k(folder, fast_run, monkeypatch, capsys):
+    class Stdin:
+        buffer = io.BytesIO((folder / "sub" / "one.jpg").read_bytes())
+
+    monkeypatch.setattr("sys.stdin", Stdin)
+    assert main(["predict", "-", "--model", str(fast_run), "--json", "--top-k", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["file"] == "-"
+    [item] = result["items"]
+    top = item["top"]
+    assert [entry["digit"] for entry in top][0] == item["digit"] and len(top) == 3
+    assert [entry["probability"] for entry in top] == sorted(item["probabilities"], reverse=True)[:3]
+
+
+def test_evaluate_and_predict_take_a_weights_file(fast_run, tmp_path, capsys):
+    from digitrec.checkpoint import Checkpoint, load_model, save_weights
+
+    loaded = load_model(fast_run)
+    checkpoint = Checkpoint.load(fast_run)
+    weights = save_weights(tmp_path / "model.safetensors", loaded.name, loaded.model, checkpoint.data)
+    assert main(["evaluate", str(weights), "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(fast_run), "--json"]) == 0
+    from_run = json.loads(capsys.readouterr().out)
+    assert from_file["accuracy"] == from_run["accuracy"] > 0.9
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(_png(Image.new("L", (100, 100), 0)))
+    assert main(["predict", str(picture), "--model", str(weights)]) == 1
+    assert "no digits found" in capsys.readouterr().err
