@@ -149,7 +149,8 @@ def main() -> None:
     body = table(["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "digitrec vs baseline", "goal", "met"], rows)
     print(body)
     if not args.no_write:
-        notes = (f"Model: {loaded.name} from {loaded.source}. Photos from `benchmarks/make_photos.py` with seed "
+        epoch = f" (epoch {loaded.metadata['epoch']})" if "epoch" in loaded.metadata else ""
+        notes = (f"Model: {loaded.name} from {loaded.source}{epoch}. Photos from `benchmarks/make_photos.py` with seed "
                  f"{args.seed}; end to end means from the encoded JPEG bytes to the digits, on one thread; the speed "
                  "goals are judged on CPU time, the work itself, as wall-clock time on a shared CPU also "
                  "holds the waits for a core. The naive "

@@ -164,11 +164,11 @@ def pen_width(gray: Image.Image, paper: Paper) -> float:
     left = int(np.clip(column - half, 0, max(gray.width - PEN_WINDOW, 0)))
     top = int(np.clip(row - half, 0, max(gray.height - PEN_WINDOW, 0)))
     box = (left, top, min(left + PEN_WINDOW, gray.width), min(top + PEN_WINDOW, gray.height))
-    window = np.asarray(gray.crop(box), dtype=np.float32)
+    window = np.asarray(gray.crop(box).reduce(2), dtype=np.float32)  # half size: a width of 8 px or more matters
     if paper.dark_ink:
         window = 255 - window
-    paper_level, ink_level = np.percentile(window[::2, ::2], [50, 99])
-    return stroke_width(window > (paper_level + ink_level) / 2)
+    paper_level, ink_level = np.percentile(window, [50, 99])
+    return 2 * stroke_width(window > (paper_level + ink_level) / 2)
 
 
 def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.ndarray]:

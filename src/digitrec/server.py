@@ -49,7 +49,7 @@ class Prediction(BaseModel):
 
     file: str | None = Field(None, description="the upload's file name, when it had one")
     digits: str = Field(description="every digit read, left to right")
-    confidence: float = Field(description="the probability that all of them are right")
+    confidence: float = Field(description="the probability of the least certain digit")
     uncertain: bool | None = Field(None, description="present and true when a digit was read with low probability")
     items: list[Item]
 
