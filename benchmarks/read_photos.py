@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_photos import Photo, make_photos, number_photo  # noqa: E402
 from markdown import table, write_section  # noqa: E402
 
-from digitrec.checkpoint import LoadedModel, load_model  # noqa: E402
+from digitrec.checkpoint import LoadedModel  # noqa: E402
+from digitrec.export import load_backend, load_default  # noqa: E402
 from digitrec.data import load_dataset  # noqa: E402
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.models import classify  # noqa: E402
@@ -90,11 +91,16 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=500, help="photos of numbers of 2-8 digits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
+    parser.add_argument("--backend", choices=["torch", "onnx"],
+                        help="default: as `digitrec predict` (onnx for the shipped weights, else torch)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as `digitrec predict` runs
 
-    loaded = load_model(args.model)
+    if args.model == "best" and args.backend is None:
+        loaded = load_default(threads=1)
+    else:
+        loaded = load_backend(args.model, args.backend, data_dir=args.data, threads=1)
     data = load_dataset("mnist", args.data)
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     singles = make_photos(images, labels, "single", args.count, args.seed)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "img"
+# DIGITREC_SCREENSHOTS=docs/img refreshes the README's pictures; otherwise a test run leaves the tree alone.
+SCREENSHOTS = Path(os.environ.get("DIGITREC_SCREENSHOTS") or tempfile.mkdtemp(prefix="digitrec-screenshots-"))
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
 

@@ -296,11 +296,10 @@ def app_from_environment() -> FastAPI:
 
 
 def _load(model: str | None, backend: str | None = None) -> LoadedModel:
-    from digitrec.checkpoint import pretrained_path
-    from digitrec.export import load_backend
+    from digitrec.export import load_backend, load_default
 
-    if model is None and backend is None and pretrained_path("best", ".onnx"):
-        backend = "onnx"  # the shipped weights' ONNX export reads a digit 2-3 times faster than PyTorch
+    if model is None and backend is None:
+        return load_default(threads=1)
     if model is None and backend != "onnx":
         return default_model()
 
