@@ -76,15 +76,17 @@ def _decode(handle: BinaryIO, name: str) -> Image.Image:
     handle.seek(0)
     try:
         with warnings.catch_warnings():
-            # Pillow warns about big pictures; MAX_PIXELS below says no more clearly.
+            # Pillow warns about big pictures and damaged EXIF blocks; MAX_PIXELS below says the first
+            # more clearly, and a picture with broken metadata is still read (or refused in one line).
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             image = Image.open(handle)
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise InputTooLarge(f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS:,} digitrec "
-                                "reads; scale it down or crop it to the digits")
-        image.load()  # the first frame of an animation
-        return _to_grayscale(ImageOps.exif_transpose(image))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InputTooLarge(f"{name} is {width}x{height} pixels, more than the {MAX_PIXELS:,} digitrec "
+                                    "reads; scale it down or crop it to the digits")
+            image.load()  # the first frame of an animation
+            return _to_grayscale(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as error:
         raise InputTooLarge(f"{name} is too large to decode ({error}); scale it down or crop it") from error
     except UnidentifiedImageError:
