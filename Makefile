@@ -33,10 +33,10 @@ pretrained: install
 
 # Every benchmark table in docs/benchmarks.md (`best` taken from runs/best, see `make pretrained`).
 benchmarks: install
-	$(BIN)/python benchmarks/train_speed.py --best-run runs/best
+	$(BIN)/python benchmarks/train_speed.py --best-run runs/best --baseline-epochs 1
 	$(BIN)/python benchmarks/infer_speed.py
 	$(BIN)/python benchmarks/read_photos.py
-	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/serve_load.py --backend onnx
 
 clean:
 	rm -rf $(VENV) runs
