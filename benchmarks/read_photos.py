@@ -32,7 +32,8 @@ from make_photos import Photo, make_photos, number_photo  # noqa: E402
 from markdown import table, write_section  # noqa: E402
 
 from digitrec.checkpoint import LoadedModel  # noqa: E402
-from digitrec.export import load_backend, load_default  # noqa: E402
+from digitrec.export import load_backend  # noqa: E402
+from digitrec.predict import default_model  # noqa: E402
 from digitrec.data import load_dataset  # noqa: E402
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.models import classify  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
     torch.set_num_threads(1)  # as `digitrec predict` runs
 
     if args.model == "best" and args.backend is None:
-        loaded = load_default(threads=1)
+        loaded = default_model()
     else:
         loaded = load_backend(args.model, args.backend, data_dir=args.data, threads=1)
     data = load_dataset("mnist", args.data)

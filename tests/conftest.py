@@ -48,7 +48,7 @@ def mnist() -> Dataset:
 
 @pytest.fixture(scope="session")
 def fast_run(mnist: Dataset, tmp_path_factory) -> Path:
-    """A `fast` model trained for a few seconds on 12,000 real images (about 96% test accuracy)."""
+    """A `fast` model trained for a few seconds on 12,000 real images (about 97% test accuracy)."""
     from digitrec.training import make_config, train
 
     run_dir = tmp_path_factory.mktemp("fast-run")

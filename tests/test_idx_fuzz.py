@@ -167,15 +167,21 @@ def test_a_huge_declared_size_never_allocates_it(folder, shape, data, compress):
     assert peak < PEAK_LIMIT, f"reading {len(content)} bytes that declare shape {shape} took {peak:,} bytes"
 
 
+def peak_memory_of_refusal(path, message: str) -> int:
+    """Peak bytes Python allocated while load_idx refused `path` with `message`."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DigitrecError, match=message):
+            load_idx(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_full_size_header_on_a_few_bytes_stays_small(folder):
     path = folder / "declares-2GB"
     path.write_bytes(header([2, 1024, 1024, 1023]) + bytes(1000))  # just under MAX_IDX_BYTES
-    tracemalloc.start()
-    with pytest.raises(DigitrecError, match="declares 2,145,386,496 bytes of data but it holds 1,000"):
-        load_idx(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < PEAK_LIMIT
+    assert peak_memory_of_refusal(path, "declares 2,145,386,496 bytes of data but it holds 1,000") < PEAK_LIMIT
 
 
 def test_a_gzip_bomb_longer_than_its_header_is_stopped_early(folder):
@@ -185,12 +191,7 @@ def test_a_gzip_bomb_longer_than_its_header_is_stopped_early(folder):
         for _ in range(64):
             bomb.write(bytes(1 << 20))
     assert path.stat().st_size < 1 << 18
-    tracemalloc.start()
-    with pytest.raises(DigitrecError, match="more data than its header declares"):
-        load_idx(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < PEAK_LIMIT
+    assert peak_memory_of_refusal(path, "more data than its header declares") < PEAK_LIMIT
 
 
 # --- Whole data sets --------------------------------------------------------------------------

@@ -97,13 +97,13 @@ def _checkpoint_problems(stored: dict) -> list[str]:
         problems.append("its epoch, batch or step count is negative")
     data = stored.get("data", {})
     try:
-        _normalisation(data.get("mean"), data.get("std"), data.get("classes"))
+        parse_normalisation(data.get("mean"), data.get("std"), data.get("classes"))
     except ValueError as error:
         problems.append(str(error))
     return problems
 
 
-def _normalisation(mean, std, classes) -> tuple[float, float, tuple[str, ...]]:
+def parse_normalisation(mean, std, classes) -> tuple[float, float, tuple[str, ...]]:
     """mean, std and class names as stored in a model file, checked: ValueError says what is wrong."""
     try:
         mean, std = float(mean), float(std)
@@ -195,9 +195,9 @@ def _load_safetensors(path: Path) -> LoadedModel:
     try:
         classes = json.loads(header.get("classes") or "null")
     except ValueError:
-        classes = header["classes"]  # not JSON: _normalisation names it below
+        classes = header["classes"]  # not JSON: parse_normalisation names it below
     try:
-        mean, std, classes = _normalisation(header.get("mean"), header.get("std"), classes)
+        mean, std, classes = parse_normalisation(header.get("mean"), header.get("std"), classes)
     except ValueError as error:
         raise DigitrecError(f"{path} lacks what inference needs: {error}") from None
     model = build_model(name)

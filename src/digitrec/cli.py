@@ -327,8 +327,8 @@ def command_compare(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from digitrec.export import load_backend, load_default
-    from digitrec.predict import read_pictures
+    from digitrec.export import load_backend
+    from digitrec.predict import default_model, read_pictures
 
     # One picture is a batch of a few 28x28 images: a pool of threads costs more to wake than it
     # saves, and on a busy CPU its spinning makes a 1 ms batch take 100 ms.
@@ -336,7 +336,7 @@ def command_predict(args: argparse.Namespace) -> int:
     if args.model or args.backend:
         loaded = load_backend(args.model or "best", args.backend, threads=1, log=_note)
     else:
-        loaded = load_default(threads=1)
+        loaded = default_model()
     failures = 0
     for path, result in read_pictures(args.paths, loaded, args.single, stdin=sys.stdin.buffer):
         if isinstance(result, DigitrecError):

@@ -16,18 +16,21 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from digitrec import __version__
-from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, _normalisation, load_model, pretrained_path
+from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, load_model, parse_normalisation, pretrained_path
 from digitrec.data import Dataset, cache_folder, load_dataset, normalize, sha256_file
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.evaluation import evaluate
 from digitrec.models import PRESETS
+
+if TYPE_CHECKING:  # onnx is imported where a graph is made, not at start-up
+    import onnx
 
 # onnx and onnxruntime are imported where they are used: the torch backend goes through
 # load_backend too, and should not pay for loading them.
@@ -87,7 +90,7 @@ class OnnxModel(nn.Module):
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
 
 
-def to_onnx(loaded: LoadedModel, metadata: dict | None = None) -> "onnx.ModelProto":
+def to_onnx(loaded: LoadedModel, metadata: dict | None = None) -> onnx.ModelProto:
     """The fp32 graph of a PyTorch model, with a dynamic batch axis and self-describing metadata."""
     import onnx
 
@@ -243,7 +246,7 @@ def _loaded_from_session(model: OnnxModel, source: str) -> LoadedModel:
         raise DigitrecError(f"{source} is not a digitrec ONNX file (metadata 'model' is {name!r}); "
                             "export one with 'digitrec export'")
     try:
-        mean, std, classes = _normalisation(header.get("mean"), header.get("std"),
+        mean, std, classes = parse_normalisation(header.get("mean"), header.get("std"),
                                             json.loads(header.get("classes") or "null"))
     except ValueError as error:
         raise DigitrecError(f"{source} lacks what inference needs: {error}; export it again with "
@@ -273,13 +276,6 @@ def cached_export_path(weights: Path, model_name: str, digest: str) -> Path:
     if weights.suffix == ".pt":
         return weights.with_suffix(".onnx")
     return cache_folder("onnx") / f"{model_name}-{digest[:16]}.onnx"
-
-
-def load_default(threads: int = 1) -> LoadedModel:
-    """The shipped `best` weights on the fastest backend there is: their checked ONNX export, which
-    reads a digit 2-3 times faster than PyTorch (benchmarks/infer_speed.py), else PyTorch."""
-    shipped = pretrained_path("best", ".onnx")
-    return load_onnx(shipped, threads) if shipped else load_model("best")
 
 
 def load_backend(reference: str | Path, backend: str | None = None, data_dir: str | Path | None = None,

@@ -296,13 +296,10 @@ def app_from_environment() -> FastAPI:
 
 
 def _load(model: str | None, backend: str | None = None) -> LoadedModel:
-    from digitrec.export import load_backend, load_default
+    from digitrec.export import load_backend
 
     if model is None and backend is None:
-        return load_default(threads=1)
-    if model is None and backend != "onnx":
         return default_model()
-
     return load_backend(model or "best", backend, threads=1)  # one core per reading thread, as for torch
 
 

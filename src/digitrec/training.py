@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_state
-from digitrec.data import Dataset, load_dataset, normalize
+from digitrec.data import Dataset, load_dataset
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, build_model, classify
 
