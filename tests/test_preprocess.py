@@ -198,6 +198,15 @@ def test_a_five_with_a_detached_top_bar_is_one_digit():
     assert segments[0].box[1] <= 40 - 6 + 2  # the bar is inside the digit's box
 
 
+def test_a_detached_bar_goes_to_the_five_it_nearly_touches_not_the_zero_under_its_end():
+    five = [(130, 45), (130, 120), (120, 170), (95, 185), (75, 170)]  # a narrow 5, its stem at the right
+    bar = [(148, 40), (235, 40)]  # long, beside the stem's top, reaching over the 0
+    segments = preprocess_image(page((420, 260), [five, bar, zero(205, 70)], width=12))
+    assert len(segments) == 2
+    assert segments[0].box[1] <= 40 - 6 + 2 and segments[0].box[2] >= 235  # the bar is the 5's
+    assert segments[1].box[1] >= 60  # the 0 alone
+
+
 def test_a_broken_stroke_is_one_digit_and_a_dash_between_digits_is_dropped():
     broken = [[(100, 40), (100, 110)], [(100, 130), (100, 200)]]
     dash = [[(180, 120), (220, 120)]]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from digitrec.errors import DigitrecError, write_atomic
-from digitrec.models import PRESETS, build_model
+from digitrec.models import PRESETS, TTA_SHIFTS, Ensemble, build_model
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -238,3 +238,23 @@ def load_model(reference: str | Path) -> LoadedModel:
         return _load_safetensors(shipped)
     raise DigitrecError(f"cannot find model {str(reference)!r}: give a run folder, a checkpoint.pt, "
                         f"a .safetensors file or one of {', '.join(PRESETS)}")
+
+
+def load_ensemble(references: list[str | Path], tta: bool = False) -> LoadedModel:
+    """One model from several (the mean of their probabilities), each reading the image as given and,
+    with `tta`, moved a pixel each way. One reference without `tta` is that model, unchanged."""
+    members = [load_model(reference) for reference in references]
+    if len(members) == 1 and not tta:
+        return members[0]
+    first = members[0]
+    for other in members[1:]:
+        if other.classes != first.classes or not (math.isclose(other.mean, first.mean, abs_tol=1e-4)
+                                                  and math.isclose(other.std, first.std, abs_tol=1e-4)):
+            raise DigitrecError(f"{other.source} was trained on other data than {first.source} (its classes or "
+                                "normalisation differ); an ensemble needs models of one data set")
+    names = sorted({member.name for member in members})
+    name = "+".join(names) + (f" x{len(members)}" if len(members) > 1 else "") + (" with TTA" if tta else "")
+    ensemble = Ensemble([member.model for member in members], TTA_SHIFTS if tta else ((0, 0),))
+    return LoadedModel(ensemble.eval(), name, first.mean, first.std, first.classes,
+                       ", ".join(member.source for member in members),
+                       {"dataset": first.metadata.get("dataset"), "members": len(members), "tta": tta})

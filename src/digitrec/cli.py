@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-plots", action="store_true")
 
     evaluate = commands.add_parser("evaluate", help="score a model on the test split")
-    evaluate.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
+    evaluate.add_argument("model", metavar="MODEL", nargs="+", help="run folder, checkpoint.pt, .safetensors or "
+                          "preset name; several: their ensemble (the mean of their probabilities)")
+    evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: also read each image "
+                          "moved one pixel left, right, up and down, and average (5 times the work)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_backend_flag(evaluate)
     add_data_flags(evaluate)
@@ -209,10 +212,16 @@ def _finish(run_dir: Path, final, data, no_plots: bool) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
+    from digitrec.checkpoint import load_ensemble
     from digitrec.evaluation import evaluate
     from digitrec.export import load_backend
 
-    loaded = load_backend(args.model, args.backend, data_dir=args.data, log=_note)
+    if len(args.model) > 1 or args.tta:
+        if args.backend == "onnx":
+            raise DigitrecError("ensembles and --tta run on the torch backend; leave out --backend onnx")
+        loaded = load_ensemble(args.model, args.tta)
+    else:
+        loaded = load_backend(args.model[0], args.backend, data_dir=args.data, log=_note)
     backend = loaded.metadata.get("backend", "torch")
     data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
     result = evaluate(loaded, data)

@@ -86,6 +86,40 @@ class BestNet(nn.Module):
         return F.log_softmax(self.classifier(self.features(x)), dim=1)
 
 
+# Test-time augmentation: the picture as given and moved one pixel each way (x, y in pixels). Digits are
+# centred by mass to a pixel's accuracy, so each of these is as likely a way to have written them.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+class Ensemble(nn.Module):
+    """Several networks, each seeing one or more views of the image, voting with the mean of their
+    probabilities; it returns log-probabilities like any single network."""
+
+    def __init__(self, networks: list[nn.Module], shifts: tuple[tuple[int, int], ...] = ((0, 0),)) -> None:
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+        self.shifts = shifts
+
+    def views(self, images: torch.Tensor) -> torch.Tensor:
+        """Every shift of every image, stacked view by view: (views * N, 1, H, W)."""
+        height, width = images.shape[-2:]
+        theta = torch.tensor([[[1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]] for dx, dy in self.shifts],
+                             dtype=images.dtype, device=images.device)
+        theta = theta.repeat_interleave(len(images), dim=0)
+        # What comes in at the edge is background: each image's darkest value (0 before normalisation).
+        background = images.amin(dim=(1, 2, 3), keepdim=True).repeat(len(self.shifts), 1, 1, 1)
+        batch = images.repeat(len(self.shifts), 1, 1, 1) - background
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+        # Whole-pixel shifts sample pixel centres exactly.
+        return F.grid_sample(batch, grid, mode="nearest", padding_mode="zeros", align_corners=False) + background
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = self.views(x) if self.shifts != ((0, 0),) else x
+        probabilities = torch.stack([network(batch).exp() for network in self.networks]).mean(0)
+        probabilities = probabilities.view(len(self.shifts), len(x), -1).mean(0)
+        return probabilities.clamp_min(1e-12).log()
+
+
 @dataclass(frozen=True)
 class Preset:
     build: Callable[[], nn.Module]

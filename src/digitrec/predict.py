@@ -16,10 +16,12 @@ from digitrec.checkpoint import LoadedModel, load_model, pretrained_path
 from digitrec.export import load_onnx
 from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
-from digitrec.preprocess import Segment, decode_image, preprocess_image
+from digitrec.data import DATASETS
+from digitrec.preprocess import Segment, decode_image, preprocess_image, preprocess_object
 
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
+DIGITS = DATASETS["mnist"].classes
 # What a folder is searched for: pictures people take, scan and draw. Pillow also registers data
 # formats (HDF5, GRIB, EPS...) that are not pictures of digits, so the list is ours.
 PICTURE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp",
@@ -34,6 +36,7 @@ class Item:
     probability: float
     probabilities: list[float]
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the picture's pixels
+    label: str | None = None  # the class's name, for a model of things other than digits (Fashion-MNIST)
 
     def likeliest(self, k: int) -> list[tuple[int, float]]:
         ranked = sorted(enumerate(self.probabilities), key=lambda pair: -pair[1])
@@ -42,6 +45,8 @@ class Item:
     def to_json(self, top_k: int | None = None) -> dict:
         result = {"digit": self.digit, "probability": self.probability, "probabilities": self.probabilities,
                   "box": list(self.box)}
+        if self.label is not None:
+            result["label"] = self.label
         if top_k:
             result["top"] = [{"digit": digit, "probability": probability} for digit, probability in self.likeliest(top_k)]
         return result
@@ -55,6 +60,7 @@ class Reading:
     confidence: float  # the probability of the least certain digit
     items: list[Item]
     segments: list[Segment]  # what the model saw, one per item
+    label: str | None = None  # the class names read, for a model of things other than digits
 
     @property
     def image28(self) -> list[torch.Tensor]:
@@ -72,6 +78,8 @@ class Reading:
         """
         result = {"digits": self.digits, "confidence": self.confidence,
                   "items": [item.to_json(top_k) for item in self.items]}
+        if self.label is not None:
+            result["label"] = self.label
         if self.uncertain:
             result["uncertain"] = True
         if include_inputs:
@@ -81,7 +89,7 @@ class Reading:
 
     def describe(self, top_k: int | None = None) -> str:
         """One line for people: the digits and the confidence, and the runners-up when asked."""
-        line = f"{self.digits}  (confidence {self.confidence:.1%})"
+        line = f"{self.label or self.digits}  (confidence {self.confidence:.1%})"
         doubtful = [f"{item.digit} at {item.probability:.0%}" for item in self.items if item.probability < UNCERTAIN_BELOW]
         if doubtful:
             line += "  uncertain: " + ", ".join(doubtful)
@@ -103,10 +111,13 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     """The digits in a picture (bytes, a path or a decoded image), read left to right.
 
     A picture with no ink in it raises UnsupportedInput: there is nothing to read. `name` is what
-    error messages call the picture (default: its path, or "the upload").
+    error messages call the picture (default: its path, or "the upload"). A model of other things
+    than digits (Fashion-MNIST) reads one thing per picture, prepared the way its data set was,
+    and names it with its class name in `label`.
     """
     image = source if isinstance(source, Image.Image) else decode_image(source, name)
-    segments = preprocess_image(image, single=single)
+    names = None if loaded.classes == DIGITS else loaded.classes
+    segments = preprocess_image(image, single=single) if names is None else preprocess_object(image)
     if not segments:
         name = name or (str(source) if isinstance(source, (str, Path)) else "the picture")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
@@ -117,11 +128,12 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
         items.append(Item(digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()],
-                          segment.box))
+                          segment.box, names[digit] if names else None))
     # The weakest digit, not the product of all: label smoothing caps each near 0.9, so a product
     # would call a sure six-digit reading a coin toss.
     confidence = min(item.probability for item in items)
-    return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
+    label = " ".join(item.label for item in items) if names else None
+    return Reading("".join(str(item.digit) for item in items), confidence, items, segments, label)
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,6 +39,7 @@ MERGE_OVERLAP = 0.5  # pieces sharing this much of the narrower one's width belo
 FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close over or under it, is part of it
 FRAGMENT_REACH = 0.1  # over its columns or beside them, by a gap up to this share of its height,
 FRAGMENT_INK = 0.4  # if it has less than this share of its ink
+FRAGMENT_TOUCH = 0.15  # or its ink comes this close (a share of the digit's height): a pen lifted for a moment
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
 SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
 PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
@@ -235,7 +236,7 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     if found is None:
         return []
     labels, pieces, low, level = found
-    groups = drop_specks(merge_pieces(pieces))
+    groups = drop_specks(merge_pieces(pieces, labels))
     if single:
         groups = [Piece.union(groups)]
     segments = []
@@ -246,6 +247,40 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
         box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
         segments.append(Segment(mnist_style(crop), box))
     return segments
+
+
+OBJECT_SIDE = 28  # Fashion-MNIST: the object's longest side fills the frame
+OBJECT_NOISE_SIGMAS = 6.0  # what stands out of the background's noise by this many deviations is the thing
+OBJECT_FLOOR = 1.0
+
+
+def preprocess_object(image: Image.Image) -> list[Segment]:
+    """A picture of one thing (a shoe, a shirt) as Fashion-MNIST has it: light on black, cropped to the
+    thing, its longest side scaled to 28 px, centred in a 28x28 frame.
+
+    Unlike a digit, the thing's own shading is what the model reads, so its grey levels are kept
+    (only shifted so the background is black), and the frame is filled, not centred by mass.
+    """
+    gray = np.asarray(image if image.mode == "L" else _to_grayscale(image), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    # Product photos are dark things on white; Fashion-MNIST turned them light on black.
+    values = (background - gray) if background >= 128 else (gray - background)
+    values = values.clip(0, None) * (255 / max(background if background >= 128 else 255 - background, 1.0))
+    noise = 1.4826 * float(np.median(np.abs(border - background)))
+    rows, columns = np.nonzero(values > max(OBJECT_NOISE_SIGMAS * noise, OBJECT_FLOOR))
+    if not len(rows):
+        return []  # blank: nothing stands out from the background
+    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(columns.min()), int(columns.max()) + 1
+    crop = values[y0:y1, x0:x1].clip(0, 255)
+    scale = OBJECT_SIDE / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    thing = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)).clip(0, 255)
+    frame = np.zeros((OBJECT_SIDE, OBJECT_SIDE), np.float32)
+    # Fashion-MNIST puts the odd pixel of padding before the thing, not after.
+    top, left = (OBJECT_SIDE - thing.shape[0] + 1) // 2, (OBJECT_SIDE - thing.shape[1] + 1) // 2
+    frame[top:top + thing.shape[0], left:left + thing.shape[1]] = thing
+    return [Segment(torch.from_numpy(frame.round().astype(np.uint8)), (x0, y0, x1, y1))]
 
 
 def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray) -> tuple[np.ndarray, list[Piece], float, float] | None:
@@ -312,31 +347,48 @@ def share_columns(a: Piece, b: Piece) -> bool:
     return shared >= MERGE_OVERLAP * min(a.width, b.width)
 
 
-def fragment_of(short: Piece, tall: Piece) -> float | None:
-    """How many columns `short` shares with `tall` (negative: the gap between them) when it is a
-    fragment of it, such as the detached bar of a 5: much lower, close over or under its top or
-    bottom half, and over its columns or just beside them with little ink. None when it is not."""
+def fragment_of(short: Piece, tall: Piece, labels: np.ndarray) -> tuple[float, float] | None:
+    """(The gap between their ink, the columns they share (negative: the gap between them)) when
+    `short` is a fragment of `tall`, such as the detached bar of a 5: much lower, close over or under
+    its top or bottom half, and over its columns or just beside them, with little ink or nearly
+    touching. None when it is not."""
     if short.height >= FRAGMENT_HEIGHT * tall.height:
         return None
     shared = min(short.box[2], tall.box[2]) - max(short.box[0], tall.box[0])
-    # Just beside it, not over it, only a piece with little ink: a flat 2 beside a 0 is a digit.
-    beside = -shared < FRAGMENT_REACH * tall.height and short.pixels < FRAGMENT_INK * tall.pixels
     middle = (tall.box[1] + tall.box[3]) / 2
     off_middle = short.box[3] <= middle or short.box[1] >= middle  # a dash across the middle stays apart
     close = max(tall.box[1] - short.box[3], short.box[1] - tall.box[3]) < FRAGMENT_HEIGHT * tall.height
-    return shared if (shared > 0 or beside) and off_middle and close else None
+    if not (off_middle and close and (shared > 0 or -shared < FRAGMENT_REACH * tall.height)):
+        return None
+    gap = ink_gap(labels, short, tall)
+    # Just beside it, not over it, only a piece with little ink or one that nearly touches it:
+    # a flat 2 beside a 0 is a digit.
+    if shared <= 0 and short.pixels >= FRAGMENT_INK * tall.pixels and gap > FRAGMENT_TOUCH * tall.height:
+        return None
+    return gap, shared
 
 
-def merge_pieces(pieces: list[Piece]) -> list[Piece]:
-    """Pieces of one digit joined: first each fragment to the piece it overlaps most (a bar between a
-    5 and a 3 goes to the 5 it is over, not the 3 it is beside), then pieces that share columns."""
+def ink_gap(labels: np.ndarray, a: Piece, b: Piece) -> float:
+    """The shortest distance in pixels between the ink of two pieces."""
+    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x1, y1 = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
+    window = labels[y0:y1, x0:x1]
+    distance = ndimage.distance_transform_edt(~np.isin(window, a.labels))
+    return float(distance[np.isin(window, b.labels)].min())
+
+
+def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
+    """Pieces of one digit joined: first each fragment to the piece whose ink it nearly touches (the
+    detached bar of a 5 goes to the 5 whose top it left, not to the 0 or 3 under its far end), the
+    one it overlaps most among equals; then pieces that share columns."""
     groups = list(pieces)
     while True:
-        candidates = [(shared, i, j) for i, short in enumerate(groups) for j, tall in enumerate(groups)
-                      if i != j and (shared := fragment_of(short, tall)) is not None]
+        candidates = [(-round(found[0]), found[1], i, j)
+                      for i, short in enumerate(groups) for j, tall in enumerate(groups)
+                      if i != j and (found := fragment_of(short, tall, labels)) is not None]
         if not candidates:
             break
-        _, i, j = max(candidates)
+        *_, i, j = max(candidates)
         groups[j] = Piece.union([groups[j], groups[i]])
         del groups[i]
     merged = True

@@ -41,6 +41,8 @@ class Item(BaseModel):
     probability: float = Field(description="the model's probability for that digit")
     probabilities: list[float] = Field(description="probabilities of 0 to 9")
     box: list[int] = Field(description="where the digit is in the image: x0, y0, x1, y1 in pixels (x1, y1 exclusive)")
+    label: str | None = Field(None, description="the class's name, for a model of things other than digits "
+                                                "(then `digit` is the class's index)")
     input_png: str | None = Field(None, description="with inputs=true: the 28x28 image the model saw, a base64 PNG")
 
 
@@ -51,6 +53,7 @@ class Prediction(BaseModel):
     digits: str = Field(description="every digit read, left to right")
     confidence: float = Field(description="the probability of the least certain digit")
     uncertain: bool | None = Field(None, description="present and true when a digit was read with low probability")
+    label: str | None = Field(None, description="the class name read, for a model of things other than digits")
     items: list[Item]
 
 
