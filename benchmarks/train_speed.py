@@ -4,7 +4,7 @@ Every recipe runs in its own subprocess (clean peak memory, no warm caches share
 other in this one run, on the real MNIST, and the table quotes ours as ratios to the two baselines.
 
     python benchmarks/train_speed.py --data ../shared/data/mnist            # everything but `best`
-    python benchmarks/train_speed.py --best-run runs/best                    # take `best` from a finished run
+    python benchmarks/train_speed.py --best-run runs/best runs/best-seed2    # take `best` from finished runs
 """
 
 from __future__ import annotations
@@ -169,12 +169,27 @@ def time_to(curve: list[list[float]], threshold: float) -> str:
     return next((f"{seconds:.1f} s" for seconds, accuracy in curve if accuracy >= threshold), "not reached")
 
 
-def best_from_run(run_dir: str) -> dict:
-    from digitrec.checkpoint import Checkpoint
+def best_from_runs(run_dirs: list[str], data_dir: str) -> tuple[dict, list[list[str]]]:
+    """`best` from finished runs (one per seed): the mean row, and each run alone, with test-time
+    augmentation, and all of them as one ensemble."""
+    from digitrec.checkpoint import Checkpoint, load_ensemble
+    from digitrec.data import load_dataset
+    from digitrec.evaluation import evaluate
 
-    final = Checkpoint.load(run_dir)
-    return {"curve": curve_from_history(final.history, final.seconds), "peak_mb": float("nan"),
-            "seeds": f"1 run ({run_dir})"}
+    data = load_dataset("mnist", data_dir)
+    finals = [Checkpoint.load(run_dir) for run_dir in run_dirs]
+    curves = [curve_from_history(final.history, final.seconds) for final in finals]
+    mean_curve = [[sum(curve[k][0] for curve in curves) / len(curves), sum(curve[k][1] for curve in curves) / len(curves)]
+                  for k in range(min(len(curve) for curve in curves))]
+    rows = []
+    for run_dir, final in zip(run_dirs, finals):
+        alone, tta = (evaluate(load_ensemble([run_dir], tta), data).accuracy for tta in (False, True))
+        rows.append([f"{run_dir} (seed {final.config['seed']})", f"{final.seconds / 60:.1f} min",
+                     f"{100 * alone:.2f}%", f"{100 * tta:.2f}%"])
+    if len(run_dirs) > 1:
+        together, tta = (evaluate(load_ensemble(run_dirs, tta), data).accuracy for tta in (False, True))
+        rows.append([f"ensemble of the {len(run_dirs)}", "", f"{100 * together:.2f}%", f"{100 * tta:.2f}%"])
+    return {"curve": mean_curve, "peak_mb": float("nan"), "runs": len(run_dirs)}, rows
 
 
 def main() -> None:
@@ -184,7 +199,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-epochs", type=int, default=2, help="epochs of the pytorch/examples recipe")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the fast preset's mean")
-    parser.add_argument("--best-run", help="take `best` from this finished run folder instead of training it")
+    parser.add_argument("--best-run", nargs="+", metavar="RUN", help="take `best` from these finished run folders "
+                        "(one per seed) instead of training it; also scores each with --tta and all as an ensemble")
     parser.add_argument("--train-best", action="store_true", help="train `best` here too (about 25 minutes)")
     args = parser.parse_args()
     import os
@@ -202,8 +218,9 @@ def main() -> None:
                "tutorial": measure("tutorial", args)}
     results["mlp"] = measure("mlp", args)
     fast_runs = [measure("fast-cli", args, seed) for seed in range(1, args.seeds + 1)]
+    best_rows = []
     if args.best_run:
-        results["best"] = best_from_run(args.best_run)
+        results["best"], best_rows = best_from_runs(args.best_run, args.data)
     elif args.train_best:
         results["best"] = measure("best", args)
 
@@ -213,7 +230,8 @@ def main() -> None:
     lab_epoch, examples_epoch = seconds_per_epoch(results["lab"]), seconds_per_epoch(results["examples"])
     rows = []
     labels = {"lab": "lab recipe (per-sample DataLoader)", "examples": "pytorch/examples recipe (per-sample)",
-              "tutorial": "digitrec tutorial", "mlp": "digitrec mlp", "best": "digitrec best"}
+              "tutorial": "digitrec tutorial", "mlp": "digitrec mlp",
+              "best": f"digitrec best (mean of {results['best'].get('runs', 1)} seeds)" if "best" in results else ""}
     for name, result in results.items():
         epoch = seconds_per_epoch(result)
         rows.append([labels[name], len(result["curve"]), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x",
@@ -239,8 +257,12 @@ def main() -> None:
     notes = (f"\n\nTimes are training seconds (test passes excluded), cumulative at each epoch's test. "
              f"`fast` per seed: {fast_detail}. The lab recipe's accuracy after each epoch: {lab_curve}. "
              f"Peak MB is the process's maximum resident memory.")
-    if "best" in results and args.best_run:
-        notes += f" `best` comes from the finished run {args.best_run} (its checkpoint's history), not retrained here."
+    if best_rows:
+        notes += (f" `best` comes from the finished runs {', '.join(args.best_run)} (their checkpoints' histories), "
+                  "not retrained here; each of them, with test-time augmentation (`digitrec evaluate RUN --tta`: "
+                  "the mean over the image and its four one-pixel shifts) and as one ensemble (`digitrec evaluate "
+                  "RUN RUN RUN`, the mean of their probabilities):\n\n"
+                  + table(["best run", "training time", "test accuracy", "with --tta"], best_rows))
     print(body + notes)
     write_section("train_speed", "Training speed and accuracy (MNIST)", body + notes)
 

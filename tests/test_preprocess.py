@@ -163,11 +163,23 @@ def test_uneven_light_is_evened_out():
 
 def test_an_mnist_image_comes_back_nearly_unchanged(mnist):
     images = mnist.test_images[:200]
-    outputs = [preprocess_image(Image.fromarray(image.numpy())) for image in images]
+    # Framed by two more pixels, so that it is not in MNIST's form and goes through every step.
+    outputs = [preprocess_image(Image.fromarray(np.pad(image.numpy(), 2))) for image in images]
     assert all(len(segments) == 1 for segments in outputs)
     difference = np.mean([np.abs(segments[0].image.numpy().astype(int) - image.numpy()).mean()
                           for segments, image in zip(outputs, images)])
     assert difference < 8  # out of 255: the same strokes in the same place
+
+
+def test_a_digit_already_in_mnist_form_is_read_as_it_is(mnist):
+    for image in mnist.test_images[:300]:
+        for picture in (image.numpy(), 255 - image.numpy()):  # white on black, or black on white
+            [segment] = preprocess_image(Image.fromarray(picture))
+            assert torch.equal(segment.image, image)
+    moved = np.roll(mnist.test_images[0].numpy(), (4, 3), (0, 1))  # off-centre: not MNIST's form, so centred
+    [segment] = preprocess_image(Image.fromarray(moved))
+    rows, columns = np.nonzero(segment.image.numpy() > 64)
+    assert abs(rows.mean() - 14) < 1.5 and abs(columns.mean() - 14) < 1.5
 
 
 def test_a_big_photo_reports_boxes_in_its_own_pixels():

@@ -89,6 +89,17 @@ def test_single_digits_are_read_from_raw_png_bodies(client, digits):
     assert first["confidence"] == pytest.approx(item["probability"], abs=1e-4)
 
 
+def test_answers_are_exactly_the_documented_response_model(client, digits, mnist):
+    from digitrec.server import Prediction
+
+    image = png(digits[0][0])
+    answers = [client.post("/api/predict?single=true", content=image, headers={"Content-Type": "image/png"}).json(),
+               client.post("/api/predict?inputs=true", files={"file": ("a.png", image, "image/png")}).json(),
+               *client.post("/api/predict/batch", files=[("files", ("b.png", image, "image/png"))] * 2).json()]
+    for answer in answers:
+        assert Prediction.model_validate(answer).model_dump(exclude_none=True) == answer
+
+
 def test_multipart_upload_matches_the_raw_body_and_names_the_file(client, digits):
     image = png(digits[0][0])
     raw = client.post("/api/predict?single=true", content=image, headers={"Content-Type": "image/png"}).json()

@@ -153,3 +153,25 @@ def test_resume_of_a_damaged_training_state_is_one_clear_error(mnist, tmp_path, 
     with pytest.raises(DigitrecError, match="damaged|lr must be"):
         resume(tmp_path, epochs=2, data=mnist, log=quiet, progress=False)
     assert not (tmp_path / ".checkpoint.pt.leftover.tmp").exists() or damage == "config"
+
+
+def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
+    from digitrec.training import flip_shift_batch
+
+    images = torch.rand(400, 1, 28, 28)
+    moved = flip_shift_batch(images, torch.Generator().manual_seed(0))
+    mirrored = 0
+    for image, out in zip(images[:, 0], moved[:, 0]):
+        matches = []
+        for mirror in (False, True):
+            source = image.flip(-1) if mirror else image
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    expected = torch.zeros_like(source)  # background comes in at the edges
+                    expected[max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)] = \
+                        source[max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)]
+                    if torch.equal(out, expected):
+                        matches.append(mirror)
+        assert len(matches) == 1  # exactly one mirror-and-shift, no interpolation
+        mirrored += matches[0]
+    assert 160 < mirrored < 240

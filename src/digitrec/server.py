@@ -189,7 +189,8 @@ def read_upload(data: bytes, loaded: LoadedModel, single: bool, inputs: bool, na
         reading = read_image(image, loaded, single=single)
     except UnsupportedInput as error:  # decoded fine, so the trouble is what is in it
         raise NothingToRead(prefix + str(error)) from error
-    return {"file": name, **reading.to_json(include_inputs=inputs)}
+    answer = reading.to_json(include_inputs=inputs)
+    return {"file": name, **answer} if name else answer
 
 
 def model_info(loaded: LoadedModel) -> ModelInfo:
@@ -242,7 +243,7 @@ def create_app(loaded: LoadedModel, max_body: int = MAX_BODY_BYTES, threads: int
 
     @app.post("/api/predict", response_model=Prediction, response_model_exclude_none=True, responses=ERRORS,
               openapi_extra=IMAGE_BODY)
-    async def predict(request: Request, single: bool = SINGLE, inputs: bool = INPUTS) -> dict:
+    async def predict(request: Request, single: bool = SINGLE, inputs: bool = INPUTS) -> JSONResponse:
         """Read the digits in one image: a multipart field `file`, or the raw body with an image/* type."""
         pool.admit()  # before reading a body that would only be thrown away
         content_type = request.headers.get("content-type", "")
@@ -257,11 +258,13 @@ def create_app(loaded: LoadedModel, max_body: int = MAX_BODY_BYTES, threads: int
         else:
             raise UnsupportedInput(f"Content-Type {content_type or '(none)'} is not an image; send the image as a "
                                    "multipart field 'file' or as the raw body with Content-Type image/png, image/jpeg...")
-        return await pool.run(read_upload, data, loaded, single, inputs, name)
+        # The answer already is Prediction's JSON (a test checks it against the model): sent as it is, it
+        # skips a validation and re-encoding that cost as much as a quarter of a reading.
+        return JSONResponse(await pool.run(read_upload, data, loaded, single, inputs, name))
 
     @app.post("/api/predict/batch", response_model=list[Prediction], response_model_exclude_none=True,
               responses=ERRORS, openapi_extra=BATCH_BODY)
-    async def predict_batch(request: Request, single: bool = SINGLE, inputs: bool = INPUTS) -> list[dict]:
+    async def predict_batch(request: Request, single: bool = SINGLE, inputs: bool = INPUTS) -> JSONResponse:
         """Read several images sent as multipart fields named `files` (at most 64), in order."""
         pool.admit()
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -276,7 +279,7 @@ def create_app(loaded: LoadedModel, max_body: int = MAX_BODY_BYTES, threads: int
             return [read_upload(data, loaded, single, inputs, name or f"image {number}")
                     for number, (data, name) in enumerate(uploads, 1)]
 
-        return await pool.run(read_all)
+        return JSONResponse(await pool.run(read_all))
 
     @app.get("/api/models", response_model=list[ModelInfo])
     async def models() -> list[ModelInfo]:
