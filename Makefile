@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN := runs/lab
+# The real MNIST beside the project (../shared/data/mnist) unless DIGITREC_DATA names another folder:
+# the tests that need it skip without it, and `make run` would look in the cache and then download.
+export DIGITREC_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 
 .PHONY: run test install pretrained best-seeds fashion benchmarks clean
 

@@ -1,6 +1,6 @@
 """The `best` preset on Fashion-MNIST beside the lab's recipe on the same data, per class.
 
-    python benchmarks/fashion.py runs/best-fashion [--tutorial-epochs 3]
+    python benchmarks/fashion.py runs/best-fashion [--also RUN...] [--tutorial-epochs 3]
 
 `best` comes from a finished run (`make fashion`: about 20 minutes on a 2-core CPU); the lab's
 `tutorial` recipe is trained here, on the same data, as the baseline (about 20 seconds). Both are
@@ -27,6 +27,8 @@ from digitrec.training import make_config, train  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a finished `best` run on Fashion-MNIST")
+    parser.add_argument("--also", nargs="+", default=[], metavar="RUN",
+                        help="more finished Fashion-MNIST runs to show beside it (other recipes)")
     parser.add_argument("--tutorial-epochs", type=int, default=3, help="epochs of the lab's recipe (its default: 3)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
@@ -47,6 +49,14 @@ def main() -> None:
             [f"`best` ({best.epoch} epochs, {args.run})", f"{best.seconds / 60:.1f} min",
              f"{100 * best_result.accuracy:.2f}%", f"{100 * best_tta.accuracy:.2f}%", f"{best_result.macro_f1():.4f}",
              f"{best_result.loss:.4f}"]]
+    for run in args.also:
+        other = Checkpoint.load(run)
+        result, tta = (evaluate(load_ensemble([run], tta), data) for tta in (False, True))
+        settings = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in other.config.items()
+                             if key in ("augment", "epochs", "lr", "label_smoothing") and value != best.config.get(key))
+        rows.append([f"`{other.config['model']}` {settings} ({run})", f"{other.seconds / 60:.1f} min",
+                     f"{100 * result.accuracy:.2f}%", f"{100 * tta.accuracy:.2f}%", f"{result.macro_f1():.4f}",
+                     f"{result.loss:.4f}"])
     summary = table(["recipe", "training time", "test accuracy", "with --tta", "macro F1", "test loss"], rows)
     classes = table(["class", "lab recipe F1", "`best` F1", "`best` errors / lab errors"], [
         [name, f"{lab_result.class_metrics()[name]['f1']:.3f}", f"{best_result.class_metrics()[name]['f1']:.3f}",

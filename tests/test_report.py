@@ -357,12 +357,12 @@ def shifted(images: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 def test_an_ensemble_with_tta_averages_its_members_over_the_shifted_images(runs, mnist, capsys):
     from digitrec.checkpoint import load_ensemble
-    from digitrec.models import TTA_SHIFTS, classify
+    from digitrec.models import TTA_VIEWS, classify
 
     members = [load_model(run) for run in runs]
     images, labels = mnist.test_images, mnist.test_labels
     expected = torch.stack([classify(member.model, shifted(images, dx, dy), member.mean, member.std).exp()
-                            for member in members for dx, dy in TTA_SHIFTS]).mean(0)
+                            for member in members for dx, dy, _ in TTA_VIEWS]).mean(0)
     ensemble = load_ensemble([str(run) for run in runs], tta=True)
     got = classify(ensemble.model, images, ensemble.mean, ensemble.std).exp()
     assert torch.allclose(got, expected, atol=1e-5)
@@ -370,6 +370,25 @@ def test_an_ensemble_with_tta_averages_its_members_over_the_shifted_images(runs,
     summary = json.loads(capsys.readouterr().out)
     assert summary["accuracy"] == (expected.argmax(1) == labels).double().mean().item()
     assert summary["model"] == "fast x2 with TTA"
+
+
+def test_tta_also_reads_pictures_of_things_mirrored_when_trained_on_them(fashion, fashion_run, tmp_path):
+    from digitrec.checkpoint import load_ensemble
+    from digitrec.models import TTA_VIEWS, classify
+
+    member = load_model(fashion_run[0])
+    images = fashion.test_images[:500]
+    # The same weights, as if trained with --augment flip: only such a model is shown mirrored pictures.
+    checkpoint = Checkpoint.load(fashion_run[0])
+    assert checkpoint.config["augment"] == "none"
+    checkpoint.config["augment"] = "flip"
+    checkpoint.save(tmp_path / "checkpoint.pt")
+    for run, pictures in ((fashion_run[0], (images,)), (tmp_path, (images, images.flip(-1)))):
+        views = [shifted(picture, dx, dy) for picture in pictures for dx, dy, _ in TTA_VIEWS]
+        expected = torch.stack([classify(member.model, view, member.mean, member.std).exp() for view in views]).mean(0)
+        ensemble = load_ensemble([run], tta=True)
+        got = classify(ensemble.model, images, ensemble.mean, ensemble.std).exp()
+        assert torch.allclose(got, expected, atol=1e-5), run
 
 
 def test_an_ensemble_of_models_of_different_data_sets_is_refused(runs, fashion_run, capsys):

@@ -175,3 +175,11 @@ def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
         assert len(matches) == 1  # exactly one mirror-and-shift, no interpolation
         mirrored += matches[0]
     assert 160 < mirrored < 240
+
+
+def test_the_best_recipe_augments_each_data_set_in_its_own_way():
+    assert make_config("best").augment == "affine"  # handwriting: tilt, scale, shear, pen width
+    assert make_config("best", dataset="fashion-mnist").augment == "flip"  # things: mirror and shift
+    assert make_config("best", dataset="fashion-mnist", augment="affine").augment == "affine"  # a flag wins
+    with pytest.raises(DigitrecError, match="--augment must be one of none, affine, flip or auto"):
+        make_config("best", augment="elastic")

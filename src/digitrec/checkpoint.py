@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from digitrec.data import DATASETS
 from digitrec.errors import DigitrecError, write_atomic
-from digitrec.models import PRESETS, TTA_SHIFTS, Ensemble, build_model
+from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -212,7 +213,8 @@ def _from_checkpoint(checkpoint: Checkpoint, source: str, use_ema: bool = True) 
     load_state(model, state, source)
     data = checkpoint.data
     return LoadedModel(model.eval(), name, data["mean"], data["std"], tuple(data["classes"]), source,
-                       {"epoch": checkpoint.epoch, "dataset": data.get("name")})
+                       {"epoch": checkpoint.epoch, "dataset": data.get("name"),
+                        "augment": checkpoint.config.get("augment")})
 
 
 def pretrained_path(name: str, suffix: str = ".safetensors") -> Path | None:
@@ -242,7 +244,8 @@ def load_model(reference: str | Path) -> LoadedModel:
 
 def load_ensemble(references: list[str | Path], tta: bool = False) -> LoadedModel:
     """One model from several (the mean of their probabilities), each reading the image as given and,
-    with `tta`, moved a pixel each way. One reference without `tta` is that model, unchanged."""
+    with `tta`, moved a pixel each way (and mirrored, for a data set trained with mirroring). One
+    reference without `tta` is that model, unchanged."""
     members = [load_model(reference) for reference in references]
     if len(members) == 1 and not tta:
         return members[0]
@@ -254,7 +257,13 @@ def load_ensemble(references: list[str | Path], tta: bool = False) -> LoadedMode
                                 "normalisation differ); an ensemble needs models of one data set")
     names = sorted({member.name for member in members})
     name = "+".join(names) + (f" x{len(members)}" if len(members) > 1 else "") + (" with TTA" if tta else "")
-    ensemble = Ensemble([member.model for member in members], TTA_SHIFTS if tta else ((0, 0),))
+    def trained_mirrored(member: LoadedModel) -> bool:  # as its run recorded, else as its data set is trained
+        dataset = DATASETS.get(str(member.metadata.get("dataset")))
+        return (member.metadata.get("augment") or (dataset.augment if dataset else "affine")) == "flip"
+
+    mirrored = all(trained_mirrored(member) for member in members)
+    views = (TTA_MIRRORED_VIEWS if mirrored else TTA_VIEWS) if tta else ((0, 0, False),)
+    ensemble = Ensemble([member.model for member in members], views)
     return LoadedModel(ensemble.eval(), name, first.mean, first.std, first.classes,
                        ", ".join(member.source for member in members),
                        {"dataset": first.metadata.get("dataset"), "members": len(members), "tta": tta})

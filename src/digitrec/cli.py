@@ -45,7 +45,8 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gamma", type=float, help="learning-rate factor per epoch for --schedule step")
     group.add_argument("--label-smoothing", type=float)
     group.add_argument("--augment", help="none, affine (random rotation, scale, shear, shift and pen width: "
-                       "handwriting) or flip (mirror and shift: pictures of things, such as Fashion-MNIST)")
+                       "handwriting), flip (mirror and shift: pictures of things, such as Fashion-MNIST) or "
+                       "auto (the data set's own: affine, flip for Fashion-MNIST)")
     group.add_argument("--ema", type=float, help="decay of a moving average of the weights, e.g. 0.999; 0 is off")
     group.add_argument("--seed", type=int)
     group.add_argument("--log-interval", type=int, help="batches between log lines")

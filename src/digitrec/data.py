@@ -40,6 +40,7 @@ class DatasetInfo:
     mirrors: tuple[str, ...]
     md5: dict[str, str]  # of the original .gz files, checked on download
     system_folders: tuple[str, ...] = ()
+    augment: str = "affine"  # what `--augment auto` means for it: handwriting's distortions, or mirror-and-shift
 
 
 DATASETS = {
@@ -66,6 +67,7 @@ DATASETS = {
             "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
         },
         system_folders=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
+        augment="flip",  # a mirrored shoe is a shoe; a tilted or thicker-lined one is not how the data was made
     ),
 }
 

@@ -86,37 +86,40 @@ class BestNet(nn.Module):
         return F.log_softmax(self.classifier(self.features(x)), dim=1)
 
 
-# Test-time augmentation: the picture as given and moved one pixel each way (x, y in pixels). Digits are
-# centred by mass to a pixel's accuracy, so each of these is as likely a way to have written them.
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+# Test-time augmentation: the picture as given and moved one pixel each way (x, y in pixels, and whether
+# mirrored left to right). Digits are centred by mass to a pixel's accuracy, so each of these is as
+# likely a way to have written them; pictures of things trained with mirroring are also read mirrored.
+View = tuple[int, int, bool]
+TTA_VIEWS: tuple[View, ...] = ((0, 0, False), (1, 0, False), (-1, 0, False), (0, 1, False), (0, -1, False))
+TTA_MIRRORED_VIEWS: tuple[View, ...] = TTA_VIEWS + tuple((dx, dy, True) for dx, dy, _ in TTA_VIEWS)
 
 
 class Ensemble(nn.Module):
     """Several networks, each seeing one or more views of the image, voting with the mean of their
     probabilities; it returns log-probabilities like any single network."""
 
-    def __init__(self, networks: list[nn.Module], shifts: tuple[tuple[int, int], ...] = ((0, 0),)) -> None:
+    def __init__(self, networks: list[nn.Module], views: tuple[View, ...] = ((0, 0, False),)) -> None:
         super().__init__()
         self.networks = nn.ModuleList(networks)
-        self.shifts = shifts
+        self.image_views = views
 
     def views(self, images: torch.Tensor) -> torch.Tensor:
-        """Every shift of every image, stacked view by view: (views * N, 1, H, W)."""
+        """Every view of every image, stacked view by view: (views * N, 1, H, W)."""
         height, width = images.shape[-2:]
-        theta = torch.tensor([[[1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]] for dx, dy in self.shifts],
-                             dtype=images.dtype, device=images.device)
+        theta = torch.tensor([[[-1.0 if mirror else 1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]]
+                              for dx, dy, mirror in self.image_views], dtype=images.dtype, device=images.device)
         theta = theta.repeat_interleave(len(images), dim=0)
         # What comes in at the edge is background: each image's darkest value (0 before normalisation).
-        background = images.amin(dim=(1, 2, 3), keepdim=True).repeat(len(self.shifts), 1, 1, 1)
-        batch = images.repeat(len(self.shifts), 1, 1, 1) - background
+        background = images.amin(dim=(1, 2, 3), keepdim=True).repeat(len(self.image_views), 1, 1, 1)
+        batch = images.repeat(len(self.image_views), 1, 1, 1) - background
         grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-        # Whole-pixel shifts sample pixel centres exactly.
+        # Whole-pixel shifts and mirroring sample pixel centres exactly.
         return F.grid_sample(batch, grid, mode="nearest", padding_mode="zeros", align_corners=False) + background
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch = self.views(x) if self.shifts != ((0, 0),) else x
+        batch = self.views(x) if self.image_views != ((0, 0, False),) else x
         probabilities = torch.stack([network(batch).exp() for network in self.networks]).mean(0)
-        probabilities = probabilities.view(len(self.shifts), len(x), -1).mean(0)
+        probabilities = probabilities.view(len(self.image_views), len(x), -1).mean(0)
         return probabilities.clamp_min(1e-12).log()
 
 
@@ -135,7 +138,7 @@ PRESETS: dict[str, Preset] = {
         label_smoothing=0.1, log_interval=50, channels_last=True)),
     "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.7%", dict(
         epochs=20, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
-        schedule="onecycle", label_smoothing=0.1, augment="affine", ema=0.999, log_interval=100,
+        schedule="onecycle", label_smoothing=0.1, augment="auto", ema=0.999, log_interval=100,
         channels_last=True)),
 }
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_state
-from digitrec.data import Dataset, load_dataset
+from digitrec.data import DATASETS, Dataset, load_dataset
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, build_model, classify
 
@@ -73,6 +73,9 @@ def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
     if unknown:
         raise DigitrecError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     settings = {**PRESETS[model].recipe, **{k: v for k, v in overrides.items() if v is not None}}
+    if settings.get("augment") == "auto":  # the data set's own kind of augmentation, recorded as such
+        info = DATASETS.get(settings.get("dataset") or "mnist")
+        settings["augment"] = info.augment if info else "affine"
     config = TrainConfig(model=model, **settings)
     validate_config(config)
     return config
@@ -94,7 +97,7 @@ def validate_config(config: TrainConfig) -> None:
         (config.train_subset >= 0, "--train-subset must not be negative"),
         (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-        (config.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
+        (config.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)} or auto"),
     ]
     for ok, message in checks:
         if not ok:
