@@ -339,6 +339,9 @@ def test_predict_reads_a_product_photo_the_way_fashion_mnist_was_made(fashion, f
     assert agree >= 17, f"{agree} of 20 photos read as their data-set images"
     path = tmp_path / "photo.jpg"
     photo.convert("RGB").save(path, quality=90)
+    Image.new("L", (60, 40), 200).save(tmp_path / "blank.png")  # nothing but background: one clear line
+    assert main(["predict", "--model", str(fashion_run[0]), str(tmp_path / "blank.png")]) == 1
+    assert "nothing to read in" in capsys.readouterr().err
     assert main(["predict", "--model", str(fashion_run[0]), str(path)]) == 0
     last = fashion.classes[int(classify(loaded.model, torch.stack(seen[-1:]), loaded.mean, loaded.std).argmax())]
     assert capsys.readouterr().out.startswith(f"{path}: {last}  (confidence")

@@ -120,6 +120,9 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     segments = preprocess_image(image, single=single) if names is None else preprocess_object(image)
     if not segments:
         name = name or (str(source) if isinstance(source, (str, Path)) else "the picture")
+        if names:
+            raise UnsupportedInput(f"nothing to read in {name}: nothing in it stands out from its background; "
+                                   "give a picture of one thing on a plain background")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
     probabilities = classify(loaded.model, torch.stack([segment.image for segment in segments]),
