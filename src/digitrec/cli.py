@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", nargs="+", help="run folder, checkpoint.pt, .safetensors or "
                           "preset name; several: their ensemble (the mean of their probabilities)")
     evaluate.add_argument("--tta", action="store_true", help="test-time augmentation: also read each image "
-                          "moved one pixel left, right, up and down, and average (5 times the work)")
+                          "moved one pixel left, right, up and down (and all of these mirrored, for a model trained "
+                          "with --augment flip), and average (5 or 10 times the work)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_backend_flag(evaluate)
     add_data_flags(evaluate)
