@@ -257,13 +257,15 @@ def load_ensemble(references: list[str | Path], tta: bool = False) -> LoadedMode
                                 "normalisation differ); an ensemble needs models of one data set")
     names = sorted({member.name for member in members})
     name = "+".join(names) + (f" x{len(members)}" if len(members) > 1 else "") + (" with TTA" if tta else "")
-    def trained_mirrored(member: LoadedModel) -> bool:  # as its run recorded, else as its data set is trained
-        dataset = DATASETS.get(str(member.metadata.get("dataset")))
-        return (member.metadata.get("augment") or (dataset.augment if dataset else "affine")) == "flip"
-
-    mirrored = all(trained_mirrored(member) for member in members)
+    mirrored = all(_trained_mirrored(member) for member in members)
     views = (TTA_MIRRORED_VIEWS if mirrored else TTA_VIEWS) if tta else ((0, 0, False),)
     ensemble = Ensemble([member.model for member in members], views)
     return LoadedModel(ensemble.eval(), name, first.mean, first.std, first.classes,
                        ", ".join(member.source for member in members),
                        {"dataset": first.metadata.get("dataset"), "members": len(members), "tta": tta})
+
+
+def _trained_mirrored(member: LoadedModel) -> bool:
+    """Whether a model saw mirrored pictures in training: as its run recorded, else as its data set is trained."""
+    dataset = DATASETS.get(str(member.metadata.get("dataset")))
+    return (member.metadata.get("augment") or (dataset.augment if dataset else "affine")) == "flip"

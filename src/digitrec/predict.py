@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from digitrec.checkpoint import LoadedModel, load_model, pretrained_path
-from digitrec.export import load_onnx
-from digitrec.errors import DigitrecError, UnsupportedInput
-from digitrec.models import classify
 from digitrec.data import DATASETS
+from digitrec.errors import DigitrecError, UnsupportedInput
+from digitrec.export import load_onnx
+from digitrec.models import classify
 from digitrec.preprocess import Segment, decode_image, preprocess_image, preprocess_object
 
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9

@@ -273,7 +273,7 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
 
 OBJECT_SIDE = 28  # Fashion-MNIST: the object's longest side fills the frame
 OBJECT_NOISE_SIGMAS = 6.0  # what stands out of the background's noise by this many deviations is the thing
-OBJECT_FLOOR = 1.0
+OBJECT_FLOOR = 1.0  # and by at least a grey level: a clean rendering has no noise to measure
 
 
 def preprocess_object(image: Image.Image) -> list[Segment]:
