@@ -94,6 +94,17 @@ TTA_VIEWS: tuple[View, ...] = ((0, 0, False), (1, 0, False), (-1, 0, False), (0,
 TTA_MIRRORED_VIEWS: tuple[View, ...] = TTA_VIEWS + tuple((dx, dy, True) for dx, dy, _ in TTA_VIEWS)
 
 
+def move_images(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+    """Each image (N, 1, H, W) mirrored left to right where `mirror`, then moved dx, dy whole pixels
+    (right and down), zeros coming in at the edges; one grid_sample that hits pixel centres exactly."""
+    height, width = images.shape[-2:]
+    ones, zeros = torch.ones(len(images), device=images.device), torch.zeros(len(images), device=images.device)
+    theta = torch.stack([torch.stack([torch.where(mirror, -ones, ones), zeros, -2 * dx / width], dim=1),
+                         torch.stack([zeros, ones, -2 * dy / height], dim=1)], dim=1).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
 class Ensemble(nn.Module):
     """Several networks, each seeing one or more views of the image, voting with the mean of their
     probabilities; it returns log-probabilities like any single network."""
@@ -105,16 +116,12 @@ class Ensemble(nn.Module):
 
     def views(self, images: torch.Tensor) -> torch.Tensor:
         """Every view of every image, stacked view by view: (views * N, 1, H, W)."""
-        height, width = images.shape[-2:]
-        theta = torch.tensor([[[-1.0 if mirror else 1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]]
-                              for dx, dy, mirror in self.image_views], dtype=images.dtype, device=images.device)
-        theta = theta.repeat_interleave(len(images), dim=0)
+        dx, dy, mirror = (torch.tensor(column, device=images.device).repeat_interleave(len(images))
+                          for column in zip(*self.image_views))
+        batch = images.repeat(len(self.image_views), 1, 1, 1)
         # What comes in at the edge is background: each image's darkest value (0 before normalisation).
-        background = images.amin(dim=(1, 2, 3), keepdim=True).repeat(len(self.image_views), 1, 1, 1)
-        batch = images.repeat(len(self.image_views), 1, 1, 1) - background
-        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-        # Whole-pixel shifts and mirroring sample pixel centres exactly.
-        return F.grid_sample(batch, grid, mode="nearest", padding_mode="zeros", align_corners=False) + background
+        background = batch.amin(dim=(1, 2, 3), keepdim=True)
+        return move_images(batch - background, dx, dy, mirror) + background
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = self.views(x) if self.image_views != ((0, 0, False),) else x

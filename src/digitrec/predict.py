@@ -60,7 +60,12 @@ class Reading:
     confidence: float  # the probability of the least certain digit
     items: list[Item]
     segments: list[Segment]  # what the model saw, one per item
-    label: str | None = None  # the class names read, for a model of things other than digits
+
+    @property
+    def label(self) -> str | None:
+        """The class names read, for a model of things other than digits (None for digits)."""
+        labels = [item.label for item in self.items if item.label is not None]
+        return " ".join(labels) if labels else None
 
     @property
     def image28(self) -> list[torch.Tensor]:
@@ -135,8 +140,7 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     # The weakest digit, not the product of all: label smoothing caps each near 0.9, so a product
     # would call a sure six-digit reading a coin toss.
     confidence = min(item.probability for item in items)
-    label = " ".join(item.label for item in items) if names else None
-    return Reading("".join(str(item.digit) for item in items), confidence, items, segments, label)
+    return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
 
 
 @functools.lru_cache(maxsize=1)

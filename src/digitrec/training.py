@@ -27,7 +27,7 @@ from torch import nn
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_state
 from digitrec.data import DATASETS, Dataset, load_dataset
 from digitrec.errors import DigitrecError, write_atomic
-from digitrec.models import PRESETS, build_model, classify
+from digitrec.models import PRESETS, build_model, classify, move_images
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "adadelta")
 SCHEDULES = ("none", "onecycle", "step")
@@ -180,15 +180,9 @@ def flip_shift_batch(images: torch.Tensor, generator: torch.Generator, shift: in
     """Half the batch mirrored left to right and every image moved up to `shift` whole pixels each way:
     the augmentation for pictures of things (Fashion-MNIST), where a mirrored shoe is still a shoe but
     a thicker outline or a tilt is not how the data set was made."""
-    count, _, height, width = images.shape
-    draws = torch.rand(count, 3, generator=generator).to(images.device)
-    mirror = torch.where(draws[:, 0] < 0.5, -1.0, 1.0)
+    draws = torch.rand(len(images), 3, generator=generator).to(images.device)
     moves = (draws[:, 1:] * (2 * shift + 1)).floor() - shift  # whole pixels in [-shift, shift]
-    zeros = torch.zeros(count, device=images.device)
-    theta = torch.stack([torch.stack([mirror, zeros, -2 * moves[:, 0] / width], dim=1),
-                         torch.stack([zeros, torch.ones_like(zeros), -2 * moves[:, 1] / height], dim=1)], dim=1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return move_images(images, moves[:, 0], moves[:, 1], draws[:, 0] < 0.5)
 
 
 class WeightAverage:
