@@ -280,12 +280,22 @@ def _data_record(data: Dataset, mean: float, std: float) -> dict:
 def train(config: TrainConfig, run_dir: str | Path, resume: Checkpoint | None = None,
           data: Dataset | None = None, log: Callable[[str], None] = print, progress: bool | None = None) -> Checkpoint:
     """Train (or continue) a run in `run_dir`; returns the final checkpoint, also saved there."""
-    run_dir = Path(run_dir)
+    rank, world = distributed_context()
+    try:
+        return _train(config, Path(run_dir), resume, data, log, progress, rank, world)
+    finally:
+        if world > 1:  # gloo's threads left running at exit abort the process (pytorch/pytorch#190489)
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: Checkpoint | None, data: Dataset | None,
+           log: Callable[[str], None], progress: bool | None, rank: int, world: int) -> Checkpoint:
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
-    rank, world = distributed_context()
     if config.batch_size % world:
         raise DigitrecError(f"--batch-size {config.batch_size} must divide evenly among {world} processes")
     if rank != 0:  # rank 0 alone logs and writes; the others train their shard in silence
