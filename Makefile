@@ -27,7 +27,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # The weights that ship in the package (docs/model-card.md): the `best` recipe, its averaged weights
-# as safetensors, and the same network as a checked ONNX file for the onnx backend. About 20 minutes.
+# as safetensors, and the same network as a checked ONNX file for the onnx backend. About 12 minutes
+# on an idle 2-core CPU that computes bfloat16 natively (AVX512-BF16), twice that where it does not.
 WEIGHTS := src/digitrec/weights
 pretrained: install
 	$(BIN)/digitrec train --model best --out runs/best --force
@@ -35,12 +36,12 @@ pretrained: install
 	$(BIN)/digitrec export runs/best --format onnx --out $(WEIGHTS)/best.onnx
 
 # Two more seeds of `best` beside the shipped one (seed 1), for its 3-seed mean and the ensemble of
-# docs/benchmarks.md. About 20 minutes each on an idle 2-core CPU.
+# docs/benchmarks.md. About 12 minutes each, like the one above.
 best-seeds: install
 	$(BIN)/digitrec train --model best --seed 2 --out runs/best-seed2 --force
 	$(BIN)/digitrec train --model best --seed 3 --out runs/best-seed3 --force
 
-# The `best` preset on Fashion-MNIST (docs/benchmarks.md), about 20 minutes.
+# The `best` preset on Fashion-MNIST (docs/benchmarks.md), about 12 minutes.
 fashion: install
 	$(BIN)/digitrec train --model best --dataset fashion-mnist --out runs/best-fashion --force
 

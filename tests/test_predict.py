@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import picture_of_digits
+from digitrec.checkpoint import load_model
 from digitrec.cli import main
 from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
@@ -22,13 +23,15 @@ ITEM_KEYS = {"digit", "probability", "probabilities", "box"}
 
 
 @pytest.fixture(scope="module")
-def sure_digits(quick_model, mnist) -> tuple[list[torch.Tensor], str]:
-    """Seven MNIST test digits, all different, that the model reads surely as they are in MNIST, so a
-    misreading of a picture of them is the picture's preprocessing at fault."""
-    probabilities = classify(quick_model.model, mnist.test_images[:500], quick_model.mean, quick_model.std).exp()
+def sure_digits(quick_model, fast_run, mnist) -> tuple[list[torch.Tensor], str]:
+    """Seven MNIST test digits, all different, that both models of these tests read surely as they are in
+    MNIST, so a misreading of a picture of them is the picture's preprocessing at fault."""
+    weaker = load_model(fast_run)
+    probabilities = torch.minimum(*(classify(model.model, mnist.test_images[:500], model.mean, model.std).exp()
+                                    for model in (quick_model, weaker)))
     chosen: dict[int, int] = {}
     for index, (label, row) in enumerate(zip(mnist.test_labels.tolist(), probabilities)):
-        if row.argmax() == label and row[label] > 0.8 and label not in chosen:
+        if row[label] > 0.8 and label not in chosen:
             chosen[label] = index
     order = [3, 1, 4, 0, 5, 9, 2]
     return [mnist.test_images[chosen[digit]] for digit in order], "".join(map(str, order))
@@ -173,7 +176,7 @@ def test_predict_reads_standard_input_and_ranks_the_top_k(folder, fast_run, monk
 
 
 def test_evaluate_and_predict_take_a_weights_file(fast_run, tmp_path, capsys):
-    from digitrec.checkpoint import Checkpoint, load_model, save_weights
+    from digitrec.checkpoint import Checkpoint, save_weights
 
     loaded = load_model(fast_run)
     checkpoint = Checkpoint.load(fast_run)

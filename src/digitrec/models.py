@@ -71,16 +71,18 @@ class FastNet(nn.Module):
 
 
 class BestNet(nn.Module):
-    """A VGG-style CNN, wide enough for 99.7% with augmentation, small enough for a CPU."""
+    """A VGG-style CNN, wide enough for 99.8% with augmentation, small enough for a CPU. The classifier
+    reads the last 5x5 map whole: where a stroke lies tells digits apart (averaging the map away, the same
+    network and recipe read 99.67-99.68%)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
             *conv_block(1, 32, 3, 1), *conv_block(32, 32, 3, 1, pool=True),    # 28 -> 14
             *conv_block(32, 64, 3, 1), *conv_block(64, 64, 3, 1, pool=True),   # 14 -> 7
-            *conv_block(64, 128, 3), nn.AdaptiveAvgPool2d(1),                   # 7 -> 5 -> 1
+            *conv_block(64, 128, 3),                                            # 7 -> 5
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(128 * 5 * 5, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.classifier(self.features(x)), dim=1)
@@ -138,15 +140,17 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tutorial": Preset(TutorialNet, "the lab's CNN and recipe: SGD 0.01/0.5, batch 64, 3 epochs"),
+    # channels_last changes only how the tensors lie in memory, not the lab's math: 1.3x faster steps.
+    "tutorial": Preset(TutorialNet, "the lab's CNN and recipe: SGD 0.01/0.5, batch 64, 3 epochs", dict(
+        channels_last=True)),
     "mlp": Preset(MultiLayerPerceptron, "the lab's fully connected 784-256-128-10 network, same recipe"),
     "fast": Preset(FastNet, "small BN CNN, Adam with one-cycle: 99% in seconds", dict(
         epochs=1, batch_size=256, optimizer="adam", lr=0.01, schedule="onecycle",
         label_smoothing=0.1, log_interval=50, channels_last=True)),
-    "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.7%", dict(
+    "best": Preset(BestNet, "VGG-style BN CNN, augmentation, EMA: about 99.8%", dict(
         epochs=20, batch_size=128, optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4,
         schedule="onecycle", label_smoothing=0.1, augment="auto", ema=0.999, log_interval=100,
-        channels_last=True)),
+        channels_last=True, precision="auto")),
 }
 
 

@@ -31,7 +31,9 @@ from digitrec.models import PRESETS, build_model, classify, move_images
 
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "adadelta")
 SCHEDULES = ("none", "onecycle", "step")
-AUGMENTATIONS = ("none", "affine", "flip")
+AUGMENTATIONS = ("none", "affine", "elastic", "flip")
+PRECISIONS = ("fp32", "bf16")
+ELASTIC_PIXELS = 2.0  # how far `--augment elastic` moves a pixel at most, on top of the affine distortion
 
 
 @dataclass
@@ -62,6 +64,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # 0: all cores
     channels_last: bool = False  # NHWC memory layout: faster convolutions on CPUs for the BN CNNs
+    precision: str = "fp32"  # bf16: the forward pass under bfloat16 autocast; weights, updates and tests stay fp32
 
 
 def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
@@ -76,6 +79,8 @@ def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
     if settings.get("augment") == "auto":  # the data set's own kind of augmentation, recorded as such
         info = DATASETS.get(settings.get("dataset") or "mnist")
         settings["augment"] = info.augment if info else "affine"
+    if settings.get("precision") == "auto":
+        settings["precision"] = "bf16" if bfloat16_is_fast(settings.get("device") or "auto") else "fp32"
     config = TrainConfig(model=model, **settings)
     validate_config(config)
     return config
@@ -98,10 +103,22 @@ def validate_config(config: TrainConfig) -> None:
         (config.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (config.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)} or auto"),
+        (config.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)} or auto"),
     ]
     for ok, message in checks:
         if not ok:
             raise DigitrecError(message)
+
+
+def bfloat16_is_fast(device: str) -> bool:
+    """Whether this machine computes in bfloat16 natively (a recent GPU, or a CPU with AVX512-BF16 or AMX);
+    elsewhere bfloat16 is emulated and slower than fp32."""
+    kind = pick_device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+    return False
 
 
 def distributed_context() -> tuple[int, int]:
@@ -154,8 +171,9 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_
 
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator, rotation: float = 12.0,
-                  scale: float = 0.12, shift: float = 0.12, shear: float = 0.15) -> torch.Tensor:
-    """Random affine distortions of a whole batch (N, 1, H, W) on [0, 1] in one grid_sample call."""
+                  scale: float = 0.12, shift: float = 0.12, shear: float = 0.15, elastic: float = 0.0) -> torch.Tensor:
+    """Random affine distortions of a whole batch (N, 1, H, W) on [0, 1] in one grid_sample call; with
+    `elastic`, also a smooth random warp that moves each pixel up to about that many pixels."""
     count = len(images)
     uniform = torch.rand(count, 6, generator=generator).mul_(2).sub_(1).to(images.device)
     angle = uniform[:, 0] * math.radians(rotation)
@@ -168,6 +186,14 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, rotation: fl
         torch.stack([sin / (zoom * stretch), cos / zoom, uniform[:, 5] * shift * 2], dim=1),
     ], dim=1)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    if elastic:
+        # Simard et al. (2003): a smooth random displacement field, the distortion that helps handwriting
+        # most. Random pulls on a 4x4 lattice, spread over the image by bicubic interpolation.
+        height, width = images.shape[-2:]
+        pulls = torch.rand(count, 2, 4, 4, generator=generator).mul_(2).sub_(1).to(images.device)
+        field = F.interpolate(pulls, size=(height, width), mode="bicubic", align_corners=True)
+        field = field * (2 * elastic / torch.tensor([width, height], device=images.device).view(1, 2, 1, 1))
+        grid = grid + field.permute(0, 2, 3, 1)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Pens vary: a fifth of the batch gets a thicker stroke (dilation), a fifth a thinner one (erosion).
     pen = torch.rand(count, generator=generator).to(images.device).view(-1, 1, 1, 1)
@@ -357,7 +383,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: Checkpoint | None, data: 
     def evaluation_model() -> nn.Module:
         if average is None:
             return model
-        averaged = build_model(config.model).to(device)
+        averaged = build_model(config.model).to(device, memory_format=layout)
         averaged.load_state_dict(average.state)
         return averaged
 
@@ -406,14 +432,16 @@ def _train(config: TrainConfig, run_dir: Path, resume: Checkpoint | None, data: 
                 # Every rank draws the same order; each takes its share of the global batch.
                 indices = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size][rank::world]
                 images = train_images[indices].unsqueeze(1).float().div_(255)
-                if config.augment == "affine":
-                    images = augment_batch(images, augment_generator)
+                if config.augment in ("affine", "elastic"):
+                    images = augment_batch(images, augment_generator, elastic=ELASTIC_PIXELS * (config.augment == "elastic"))
                 elif config.augment == "flip":
                     images = flip_shift_batch(images, augment_generator)
                 images = images.sub_(mean).div_(std).contiguous(memory_format=layout)
                 targets = train_labels[indices]
                 optimizer.zero_grad(set_to_none=True)
-                output = network(images)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                    output = network(images)
+                output = output.float()
                 if config.label_smoothing:
                     loss = F.cross_entropy(output, targets, label_smoothing=config.label_smoothing)
                 else:
