@@ -115,7 +115,7 @@ def test_feature_maps_follow_every_convolution_and_pooling_stage_including_funct
     assert torch.equal(stages[1][1], F.max_pool2d(stages[0][1], 2)), "the pooled maps are the network's own"
 
     best = [name for name, _ in feature_maps(loaded_preset("best"), images)]
-    assert sum("Conv2d" in name for name in best) == 5 and sum("Pool" in name for name in best) == 3
+    assert sum("Conv2d" in name for name in best) == 5 and sum("MaxPool2d" in name for name in best) == 2
     assert feature_maps(loaded_preset("mlp"), images) == []
 
 

@@ -33,7 +33,7 @@ OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "adadelta")
 SCHEDULES = ("none", "onecycle", "step")
 AUGMENTATIONS = ("none", "affine", "elastic", "flip")
 PRECISIONS = ("fp32", "bf16")
-ELASTIC_PIXELS = 2.0  # how far `--augment elastic` moves a pixel at most, on top of the affine distortion
+ELASTIC_PIXELS = 2.0  # about how far `--augment elastic` moves a pixel at most, on top of the affine distortion
 
 
 @dataclass
