@@ -2,7 +2,7 @@
 
     python benchmarks/fashion.py runs/best-fashion [--also RUN...] [--tutorial-epochs 3]
 
-`best` comes from a finished run (`make fashion`: about 20 minutes on a 2-core CPU); the lab's
+`best` comes from a finished run (`make fashion`: about 12 minutes on this 2-core CPU); the lab's
 `tutorial` recipe is trained here, on the same data, as the baseline (about 20 seconds). Both are
 scored by `digitrec evaluate` on the 10,000 Fashion-MNIST test images, and their TTA
 (`evaluate --tta`) is shown for `best`.
