@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from digitrec.data import DATASETS
+from digitrec.data import own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model
 
@@ -267,5 +267,4 @@ def load_ensemble(references: list[str | Path], tta: bool = False) -> LoadedMode
 
 def _trained_mirrored(member: LoadedModel) -> bool:
     """Whether a model saw mirrored pictures in training: as its run recorded, else as its data set is trained."""
-    dataset = DATASETS.get(str(member.metadata.get("dataset")))
-    return (member.metadata.get("augment") or (dataset.augment if dataset else "affine")) == "flip"
+    return (member.metadata.get("augment") or own_augmentation(member.metadata.get("dataset"))) == "flip"

@@ -72,6 +72,12 @@ DATASETS = {
 }
 
 
+def own_augmentation(dataset: str | None) -> str:
+    """What `--augment auto` means for a data set; a folder of unknown IDX files counts as handwriting."""
+    info = DATASETS.get(dataset or "mnist")
+    return info.augment if info else "affine"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A whole MNIST-format data set in memory: images (N, H, W) uint8, labels (N,) int64."""

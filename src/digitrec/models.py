@@ -140,7 +140,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # channels_last changes only how the tensors lie in memory, not the lab's math: 1.3x faster steps.
+    # channels_last changes only how the tensors lie in memory, not the lab's math.
     "tutorial": Preset(TutorialNet, "the lab's CNN and recipe: SGD 0.01/0.5, batch 64, 3 epochs", dict(
         channels_last=True)),
     "mlp": Preset(MultiLayerPerceptron, "the lab's fully connected 784-256-128-10 network, same recipe"),

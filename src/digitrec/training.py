@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_state
-from digitrec.data import DATASETS, Dataset, load_dataset
+from digitrec.data import Dataset, load_dataset, own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, build_model, classify, move_images
 
@@ -77,8 +77,7 @@ def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
         raise DigitrecError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     settings = {**PRESETS[model].recipe, **{k: v for k, v in overrides.items() if v is not None}}
     if settings.get("augment") == "auto":  # the data set's own kind of augmentation, recorded as such
-        info = DATASETS.get(settings.get("dataset") or "mnist")
-        settings["augment"] = info.augment if info else "affine"
+        settings["augment"] = own_augmentation(settings.get("dataset"))
     if settings.get("precision") == "auto":
         settings["precision"] = "bf16" if bfloat16_is_fast(settings.get("device") or "auto") else "fp32"
     config = TrainConfig(model=model, **settings)
