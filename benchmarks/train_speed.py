@@ -24,7 +24,13 @@ THRESHOLDS = (0.98, 0.99, 0.995)
 
 
 def per_sample_loaders(data_dir: str):
-    """The lab's data path: torchvision's MNIST with ToTensor and Normalize, one PIL image per sample."""
+    """The lab's data path: torchvision's `MNIST` with `Compose([ToTensor(), Normalize(...)])`.
+
+    torchvision is not installed here (its wheels want a CUDA torch), so each sample goes through the
+    same steps its code takes, in that order: index the uint8 tensor and take `int()` of the label, a PIL
+    image from the array, a copied numpy array viewed as HWC and made CHW-contiguous, a float division by
+    255, then Normalize's clone, mean and std made tensors, its zero-std check and the in-place
+    subtract and divide."""
     import numpy as np
     import torch
     from PIL import Image
@@ -33,17 +39,32 @@ def per_sample_loaders(data_dir: str):
 
     data = load_dataset("mnist", data_dir)
 
+    def to_tensor(picture: Image.Image) -> torch.Tensor:
+        array = torch.from_numpy(np.array(picture, np.uint8, copy=True))
+        array = array.view(picture.size[1], picture.size[0], len(picture.getbands()))
+        return array.permute((2, 0, 1)).contiguous().to(dtype=torch.get_default_dtype()).div(255)
+
+    def normalize(tensor: torch.Tensor, mean=(0.1307,), std=(0.3081,)) -> torch.Tensor:
+        tensor = tensor.clone()
+        mean = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device)
+        std = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device)
+        if (std == 0).any():
+            raise ValueError("std is zero")
+        return tensor.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+
     class PerSampleMNIST(torch.utils.data.Dataset):
         def __init__(self, images, labels):
-            self.images, self.labels = images.numpy(), labels.tolist()
+            self.data, self.targets, self.transforms = images, labels, [to_tensor, normalize]
 
         def __len__(self):
-            return len(self.labels)
+            return len(self.data)
 
         def __getitem__(self, index):
-            image = Image.fromarray(self.images[index], mode="L")  # what torchvision's MNIST does
-            tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div(255).unsqueeze(0)  # ToTensor
-            return (tensor - 0.1307) / 0.3081, self.labels[index]  # Normalize((0.1307,), (0.3081,))
+            image, target = self.data[index], int(self.targets[index])
+            image = Image.fromarray(image.numpy(), mode="L")
+            for transform in self.transforms:  # Compose
+                image = transform(image)
+            return image, target
 
     train = torch.utils.data.DataLoader(PerSampleMNIST(data.train_images, data.train_labels), batch_size=64, shuffle=True)
     test = torch.utils.data.DataLoader(PerSampleMNIST(data.test_images, data.test_labels), batch_size=1000, shuffle=True)
@@ -256,7 +277,9 @@ def main() -> None:
     lab_curve = ", ".join(f"{100 * accuracy:.2f}%" for _, accuracy in results["lab"]["curve"])
     notes = (f"\n\nTimes are training seconds (test passes excluded), cumulative at each epoch's test. "
              f"`fast` per seed: {fast_detail}. The lab recipe's accuracy after each epoch: {lab_curve}. "
-             f"Peak MB is the process's maximum resident memory.")
+             f"Peak MB is the process's maximum resident memory. The lab's data path takes each step "
+             f"torchvision's `MNIST` with `ToTensor` and `Normalize` takes, per sample (`per_sample_loaders` "
+             f"above); pytorch/examples' recipe reads its data the same way.")
     if best_rows:
         notes += (f" `best` comes from the finished runs {', '.join(args.best_run)} (their checkpoints' histories), "
                   "not retrained here; each of them, with test-time augmentation (`digitrec evaluate RUN --tta`: "

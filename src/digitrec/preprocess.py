@@ -454,7 +454,9 @@ def mnist_style(crop: np.ndarray) -> torch.Tensor:
     height, width = crop.shape
     scale = DIGIT_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR)).clip(0, 1)
+    # Lanczos keeps a stroke's edge as sharp as MNIST's anti-aliased NIST scans have it; bilinear
+    # softened it, and the model read photos' digits less surely (benchmarks/read_photos.py).
+    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
     digit = digit / max(float(digit.max(initial=0)), 1e-6)
     rows, columns = digit.shape
     centre_row, centre_column = ndimage.center_of_mass(digit) if digit.any() else (rows / 2, columns / 2)
