@@ -227,6 +227,16 @@ def test_a_broken_stroke_is_one_digit_and_a_dash_between_digits_is_dropped():
     assert segments[0].box[1] < 45 and segments[0].box[3] > 195  # both halves of the stroke
 
 
+def test_a_stray_mark_beside_a_digit_is_dropped_but_a_one_is_kept():
+    """Some MNIST crops hold a thin mark of a neighbouring digit: tall enough to pass for a digit, but with
+    far less ink than a 1, which has about a third of a 0's."""
+    image = page((560, 240), [one(100, 45), zero(250, 45)], width=12)
+    ImageDraw.Draw(image).line([(440, 90), (440, 160)], fill=INK, width=5)  # 70 px tall, a thin pen
+    segments = preprocess_image(image)
+    assert len(segments) == 2
+    assert segments[0].box[0] < 100 < segments[0].box[2] and segments[1].box[2] < 440
+
+
 def test_specks_are_dropped_and_a_blank_page_has_no_digits():
     rng = np.random.default_rng(0)
     noisy = np.asarray(page((400, 200), [one(200, 30)]), float) + rng.normal(0, 6, (200, 400))

@@ -41,7 +41,8 @@ FRAGMENT_REACH = 0.1  # over its columns or beside them, by a gap up to this sha
 FRAGMENT_INK = 0.4  # if it has less than this share of its ink
 FRAGMENT_TOUCH = 0.15  # or its ink comes this close (a share of the digit's height): a pen lifted for a moment
 SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
-SPECK_FRACTION = 0.05  # or with less ink than this share of the inkiest one
+SPECK_FRACTION = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
+DASH_FRACTION = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
 PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
@@ -425,13 +426,14 @@ def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
 
 
 def drop_specks(groups: list[Piece]) -> list[Piece]:
-    """Dots, dashes and dust: much lower or with much less ink than the biggest digit, or made of
-    crumbs alone (a dotted trail is not a stroke)."""
+    """Dots, dashes and dust: much lower or with much less ink than the biggest digit (a stray mark
+    beside a digit, as in some of MNIST's own crops), or made of crumbs alone (a dotted trail is not a
+    stroke)."""
     tallest = max(group.height for group in groups)
     most = max(group.pixels for group in groups)
     largest = max(group.largest for group in groups)
     return [group for group in groups if group.height >= SHORT_FRACTION * tallest
-            and group.pixels >= SPECK_FRACTION * most and group.largest >= SPECK_FRACTION * largest]
+            and group.pixels >= DASH_FRACTION * most and group.largest >= SPECK_FRACTION * largest]
 
 
 def even_pen(crop: np.ndarray) -> np.ndarray:
