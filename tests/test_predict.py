@@ -7,9 +7,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from conftest import picture_of_digits
 from digitrec.checkpoint import load_model
@@ -85,6 +86,37 @@ def test_single_reads_the_whole_picture_as_one_digit(quick_model, sure_digits):
     digits, label = sure_digits
     reading = read_image(picture_of_digits(digits[:2], (400, 200)), quick_model, single=True)
     assert len(reading.items) == 1 and len(reading.digits) == 1
+
+
+def test_two_digits_that_touch_are_read_as_two(quick_model, sure_digits, monkeypatch):
+    """A 4 and a 0 written so close that their ink touches make one wide piece; it is cut at its
+    thinnest column because the model reads each half far more surely than the whole."""
+    from digitrec import predict
+
+    four, zero = (image.numpy()[:, np.flatnonzero(image.numpy().max(axis=0))] for image in sure_digits[0][2:4])
+    pair = np.zeros((28, four.shape[1] + zero.shape[1] - 2), np.uint8)
+    pair[:, :four.shape[1]] = four
+    np.maximum(pair[:, four.shape[1] - 2:], zero, out=pair[:, four.shape[1] - 2:])  # the strokes overlap
+    scaled = Image.fromarray(255 - pair).resize((pair.shape[1] * 6, 28 * 6), Image.Resampling.BILINEAR)
+    photo = Image.new("L", (scaled.width + 120, scaled.height + 80), 255)
+    photo.paste(scaled, (60, 40))
+    reading = read_image(photo, quick_model)
+    assert reading.digits == "40"
+    assert reading.items[0].box[2] <= reading.items[1].box[0] + 12  # side by side, not overlapping much
+    monkeypatch.setattr(predict, "SPLIT_MARGIN", 9.0)  # never cut: the pair is one piece
+    assert len(read_image(photo, quick_model).digits) == 1
+
+
+@pytest.mark.parametrize("flatness", [1.3, 1.6, 2.0])
+def test_a_wide_zero_stays_one_digit(quick_model, flatness):
+    """Wide enough to be looked at as two touching digits, but its halves are strokes, not digits."""
+    height = 120
+    angles = np.linspace(0, 2 * np.pi, 60)
+    ellipse = [(60 + flatness * height / 2 * (1 + np.cos(a)), 50 + height / 2 * (1 + np.sin(a))) for a in angles]
+    photo = Image.new("L", (int(flatness * height) + 120, height + 100), 235)
+    ImageDraw.Draw(photo).line(ellipse, fill=30, width=12, joint="curve")
+    reading = read_image(photo, quick_model)
+    assert reading.digits == "0"
 
 
 def test_a_blank_picture_is_a_clear_error(quick_model):

@@ -19,6 +19,7 @@ from digitrec.export import load_onnx
 from digitrec.models import classify
 from digitrec.preprocess import Segment, decode_image, preprocess_image, preprocess_object
 
+SPLIT_MARGIN = 0.3  # how much surer than the whole both halves of a cut wide segment must be read
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
 DIGITS = DATASETS["mnist"].classes
@@ -130,8 +131,7 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
                                    "give a picture of one thing on a plain background")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
-    probabilities = classify(loaded.model, torch.stack([segment.image for segment in segments]),
-                             loaded.mean, loaded.std).exp().cpu()
+    segments, probabilities = _read_segments(segments, loaded)
     items = []
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
@@ -141,6 +141,38 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     # would call a sure six-digit reading a coin toss.
     confidence = min(item.probability for item in items)
     return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
+
+
+def _read_segments(segments: list[Segment], loaded: LoadedModel) -> tuple[list[Segment], torch.Tensor]:
+    """The segments read and their probabilities. A wide segment read unsurely gives way to the halves
+    of its best cut (two digits that touch) when the model reads both far more surely than the whole;
+    the rest are read in one batch, as is every cut."""
+    probabilities = _classify(segments, loaded)
+    read: list[tuple[Segment, torch.Tensor]] = []
+    for segment, row in zip(segments, probabilities):
+        whole = float(row.max())
+        pair = _best_cut(segment.cuts(), whole, loaded) if segment.cuts and whole < UNCERTAIN_BELOW else None
+        read += pair or [(segment, row)]
+    return [segment for segment, _ in read], torch.stack([row for _, row in read])
+
+
+def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float, loaded: LoadedModel) -> list | None:
+    """The two halves of the cut whose less sure half is surest, with their probabilities, if it beats
+    the whole by SPLIT_MARGIN; else None. A half read as a 1 is a stroke cut off a wide digit, not a 1:
+    a 1 beside another digit is far narrower than a cut piece is wide."""
+    if not cuts:
+        return None
+    probabilities = _classify([half for cut in cuts for half in cut], loaded).view(len(cuts), 2, -1)
+    sureness, digits = probabilities.max(dim=2)
+    sureness = sureness.min(dim=1).values.masked_fill((digits == 1).any(dim=1), 0.0)
+    best = int(sureness.argmax())
+    if float(sureness[best]) <= whole + SPLIT_MARGIN:
+        return None
+    return list(zip(cuts[best], probabilities[best]))
+
+
+def _classify(segments: list[Segment], loaded: LoadedModel) -> torch.Tensor:
+    return classify(loaded.model, torch.stack([segment.image for segment in segments]), loaded.mean, loaded.std).exp().cpu()
 
 
 @functools.lru_cache(maxsize=1)

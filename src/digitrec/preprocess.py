@@ -15,7 +15,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots
 SPECK_FRACTION = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
 DASH_FRACTION = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
 PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
+WIDE_ASPECT = 1.2  # a digit wider than this times its height may be two that touch (the model decides)
+CUT_RANGE, CUTS = (0.3, 0.7), 4  # where, across its width, such a pair is cut, and in how many places at most
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -53,6 +55,9 @@ class Segment:
 
     image: torch.Tensor  # (28, 28) uint8, white on black, centred by mass
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels (x1, y1 exclusive)
+    # For a digit wider than digits are: its cuts in two at a few thin columns, made when asked (two
+    # digits that touch, if the model reads both halves far more surely than the whole; predict decides).
+    cuts: Callable[[], list[tuple["Segment", "Segment"]]] | None = None
 
 
 def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
@@ -262,14 +267,46 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     groups = drop_specks(merge_pieces(pieces, labels))
     if single:
         groups = [Piece.union(groups)]
+    def segment(crop: np.ndarray, x0: int, y0: int, cut: bool) -> Segment:
+        x1, y1 = x0 + crop.shape[1], y0 + crop.shape[0]
+        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
+
+        def cuts() -> list[tuple[Segment, Segment]]:
+            return [(segment(left_part, x0 + left_at[1], y0 + left_at[0], False),
+                     segment(right_part, x0 + right_at[1], y0 + right_at[0], False))
+                    for (left_part, left_at), (right_part, right_at) in cuts_in_two(crop)]
+
+        wide = cut and crop.shape[1] > WIDE_ASPECT * crop.shape[0]
+        return Segment(mnist_style(crop), box, cuts if wide else None)
+
     segments = []
     for group in sorted(groups, key=lambda group: group.box[0]):
         x0, y0, x1, y1 = group.box
         values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
         crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
-        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
-        segments.append(Segment(mnist_style(crop), box))
+        segments.append(segment(crop, x0, y0, cut=not single))
     return segments
+
+
+def cuts_in_two(crop: np.ndarray) -> list[list[tuple[np.ndarray, tuple[int, int]]]]:
+    """Ways to cut a crop into two digits: at the thinnest column of each of CUTS stretches across its
+    middle (the thinnest of all can be the bar of a 4, not where two digits meet). Each cut is its two
+    halves, cropped to their ink, with their (top, left) in the crop."""
+    width = crop.shape[1]
+    ink = crop.sum(axis=0)
+    bounds = np.linspace(CUT_RANGE[0] * width, CUT_RANGE[1] * width, CUTS + 1).round().astype(int)
+    cuts = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        column = int(start) + int(np.argmin(ink[start:max(stop, start + 1)]))
+        halves = []
+        for left, part in ((0, crop[:, :column]), (column, crop[:, column:])):
+            rows, columns = np.nonzero(part)
+            if len(rows):
+                halves.append((part[rows.min():rows.max() + 1, columns.min():columns.max() + 1],
+                               (int(rows.min()), left + int(columns.min()))))
+        if len(halves) == 2:
+            cuts.append(halves)
+    return cuts
 
 
 OBJECT_SIDE = 28  # Fashion-MNIST: the object's longest side fills the frame
