@@ -66,9 +66,9 @@ def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: P
 
 
 def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist) -> None:
-    from fastapi.testclient import TestClient
+    import httpx
 
-    from conftest import picture_of_digits
+    from conftest import picture_of_digits, serving
     from digitrec import server
 
     picture = picture_of_digits([mnist.test_images[index] for index in range(6)])
@@ -76,8 +76,8 @@ def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist
     for backend in ("torch", "onnx"):
         loaded = server._load(str(exported_run), backend)
         assert loaded.metadata.get("backend", "torch") == backend
-        with TestClient(server.create_app(loaded)) as client:
-            response = client.post("/api/predict", files={"file": ("digits.png", picture, "image/png")})
+        with serving(server.create_app(loaded)) as url:
+            response = httpx.post(f"{url}/api/predict", files={"file": ("digits.png", picture, "image/png")}, timeout=30)
         assert response.status_code == 200, response.text
         answers[backend] = response.json()
     assert answers["onnx"]["digits"] == answers["torch"]["digits"]
