@@ -1,4 +1,5 @@
-"""Reading the digits in pictures: preprocessing, then one batch through the model per picture."""
+"""Reading the digits in pictures: preprocessing, then one batch through the model per picture (and one
+more for a wide digit read unsurely, to try it as two digits that touch)."""
 
 from __future__ import annotations
 
@@ -144,9 +145,9 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
 
 
 def _read_segments(segments: list[Segment], loaded: LoadedModel) -> tuple[list[Segment], torch.Tensor]:
-    """The segments read and their probabilities. A wide segment read unsurely gives way to the halves
-    of its best cut (two digits that touch) when the model reads both far more surely than the whole;
-    the rest are read in one batch, as is every cut."""
+    """The segments read and their probabilities, all in one batch. A wide segment read unsurely gives
+    way to the halves of its best cut (two digits that touch) when the model reads both far more surely
+    than the whole; its cuts are read in one more batch."""
     probabilities = _classify(segments, loaded)
     read: list[tuple[Segment, torch.Tensor]] = []
     for segment, row in zip(segments, probabilities):
@@ -156,7 +157,8 @@ def _read_segments(segments: list[Segment], loaded: LoadedModel) -> tuple[list[S
     return [segment for segment, _ in read], torch.stack([row for _, row in read])
 
 
-def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float, loaded: LoadedModel) -> list | None:
+def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float,
+              loaded: LoadedModel) -> list[tuple[Segment, torch.Tensor]] | None:
     """The two halves of the cut whose less sure half is surest, with their probabilities, if it beats
     the whole by SPLIT_MARGIN; else None. A half read as a 1 is a stroke cut off a wide digit, not a 1:
     a 1 beside another digit is far narrower than a cut piece is wide."""

@@ -3,8 +3,10 @@
 A picture goes through: decode to grayscale -> even out the light and decide which side is ink ->
 a two-level (hysteresis) threshold -> connected components, merged into digits and ordered left to
 right -> each digit cropped at full resolution, its pen brought into MNIST's range, its longest side
-scaled to 20 px with anti-aliasing, padded to 28x28 and centred by centre of mass. Everything is whole-array numpy, scipy.ndimage and
-Pillow work, so a picture takes milliseconds.
+scaled to 20 px with anti-aliasing, padded to 28x28 and centred by centre of mass. A digit much wider
+than tall also offers its cuts in two, which predict tries when the model reads it unsurely (two digits
+that touch). Everything is whole-array numpy, scipy.ndimage and Pillow work, so a picture takes
+milliseconds.
 """
 
 from __future__ import annotations
@@ -267,6 +269,7 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     groups = drop_specks(merge_pieces(pieces, labels))
     if single:
         groups = [Piece.union(groups)]
+
     def segment(crop: np.ndarray, x0: int, y0: int, cut: bool) -> Segment:
         x1, y1 = x0 + crop.shape[1], y0 + crop.shape[0]
         box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
@@ -494,7 +497,7 @@ def mnist_style(crop: np.ndarray) -> torch.Tensor:
     scale = DIGIT_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Lanczos keeps a stroke's edge as sharp as MNIST's anti-aliased NIST scans have it; bilinear
-    # softened it, and the model read photos' digits less surely (benchmarks/read_photos.py).
+    # softened it, and the model read photos' digits less surely (docs/predict.md).
     digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
     digit = digit / max(float(digit.max(initial=0)), 1e-6)
     rows, columns = digit.shape
