@@ -2,10 +2,12 @@
 
 Each picture is dark ink on paper, scaled up, off-centre, with a thicker or thinner pen, uneven
 light, blur, sensor noise and JPEG compression; numbers have 2-8 digits with uneven gaps, sizes and
-baselines. Every picture comes from its own seed, so a picture is the same whatever --count is.
+baselines, and `touching` ones 2-4 digits, two of which are written into each other. Every picture
+comes from its own seed, so a picture is the same whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
-writes photos/single-00000.jpg ..., photos/number-00000.jpg ... and photos/labels.csv (file,digits).
+writes photos/single-00000.jpg ..., photos/number-00000.jpg ..., photos/touching-00000.jpg ... and
+photos/labels.csv (file,digits).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-KINDS = {"single": 1, "number": 2}
+KINDS = {"single": 1, "number": 2, "touching": 3}
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 
 
@@ -39,15 +41,17 @@ def ink_crop(image28: np.ndarray) -> np.ndarray:
     return image28[rows.min():rows.max() + 1, columns.min():columns.max() + 1].astype(np.float32) / 255
 
 
-def lay_out(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def lay_out(digits: list[np.ndarray], rng: np.random.Generator, touching: int | None = None) -> np.ndarray:
     """Digits side by side, LAYOUT_SCALE ink pixels to an MNIST pixel, with uneven gaps, sizes and
-    baselines. Each digit is enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
+    baselines; digit `touching` (an index) is written into the one before it, their boxes overlapping
+    by 1-3 MNIST pixels. Each digit is enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
     placed, x, margin = [], 0, 2 * LAYOUT_SCALE
     for index, digit in enumerate(digits):
         scale = LAYOUT_SCALE * rng.uniform(0.85, 1.15)
         size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
         resized = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.BICUBIC)).clip(0, 1)
-        x += 0 if index == 0 else LAYOUT_SCALE * int(rng.integers(2, 10))
+        if index > 0:
+            x += LAYOUT_SCALE * int(rng.integers(-3, 0) if index == touching else rng.integers(2, 10))
         baseline = LAYOUT_SCALE * int(rng.integers(-3, 4))
         placed.append((resized, x, baseline))
         x += resized.shape[1]
@@ -117,10 +121,12 @@ def single_photo(images: np.ndarray, labels: np.ndarray, index: int, rng: np.ran
 
 
 def number_photo(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, length: int | None = None,
-                 size: tuple[int, int] | None = None) -> Photo:
-    length = length or int(rng.integers(2, 9))
+                 size: tuple[int, int] | None = None, touching: bool = False) -> Photo:
+    """A number of `length` digits (default 2-8; 2-4 when two of them touch)."""
+    length = length or int(rng.integers(2, 5) if touching else rng.integers(2, 9))
     indices = [int(i) for i in rng.integers(0, len(images), length)]
-    ink = lay_out([ink_crop(images[i]) for i in indices], rng)
+    pair = int(rng.integers(1, length)) if touching else None
+    ink = lay_out([ink_crop(images[i]) for i in indices], rng, pair)
     if size is None:
         height = int(rng.integers(100, 400))
         size = (int(height * ink.shape[1] / ink.shape[0] * rng.uniform(1.1, 1.5)), height)
@@ -135,7 +141,7 @@ def make_photos(images: np.ndarray, labels: np.ndarray, kind: str, count: int, s
     for k in range(count):
         rng = np.random.default_rng([seed, KINDS[kind], k])
         photos.append(single_photo(images, labels, int(order[k % len(order)]), rng) if kind == "single"
-                      else number_photo(images, labels, rng))
+                      else number_photo(images, labels, rng, touching=kind == "touching"))
     return photos
 
 

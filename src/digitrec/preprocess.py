@@ -46,7 +46,7 @@ SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots
 SPECK_FRACTION = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
 DASH_FRACTION = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
 PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
-WIDE_ASPECT = 1.2  # a digit wider than this times its height may be two that touch (the model decides)
+WIDE_ASPECT = 0.9  # a digit wider than this times its height may be two that touch (the model decides)
 CUT_RANGE, CUTS = (0.3, 0.7), 4  # where, across its width, such a pair is cut, and in how many places at most
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
