@@ -160,8 +160,8 @@ def _read_segments(segments: list[Segment], loaded: LoadedModel) -> tuple[list[S
 def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float,
               loaded: LoadedModel) -> list[tuple[Segment, torch.Tensor]] | None:
     """The two halves of the cut whose less sure half is surest, with their probabilities, if it beats
-    the whole by SPLIT_MARGIN; else None. A half read as a 1 is a stroke cut off a wide digit, not a 1:
-    a 1 beside another digit is far narrower than a cut piece is wide."""
+    the whole by SPLIT_MARGIN; else None. No cut with a half read as a 1 is taken: any stroke cut off a
+    wide digit reads as a 1 (a flat, open 0 read as 17), so those cuts are too often wrong."""
     if not cuts:
         return None
     probabilities = _classify([half for cut in cuts for half in cut], loaded).view(len(cuts), 2, -1)
