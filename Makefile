@@ -7,7 +7,7 @@ RUN := runs/lab
 # the tests that need it skip without it, and `make run` would look in the cache and then download.
 export DIGITREC_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 
-.PHONY: run test install pretrained best-seeds fashion benchmarks clean
+.PHONY: run test install system-packages pretrained best-seeds fashion benchmarks clean
 
 $(BIN)/digitrec: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ run: install
 	$(BIN)/digitrec resume $(RUN) --epochs 8
 	$(BIN)/digitrec evaluate $(RUN)
 
-test: install
+# Chromium, Fashion-MNIST and qemu-user from Debian: installed where apt-get can run, else named.
+system-packages:
+	sh scripts/debian-packages.sh
+
+test: install system-packages
 	$(BIN)/python -m pytest -q
 
 # The weights that ship in the package (docs/model-card.md): the `best` recipe, its averaged weights

@@ -18,19 +18,37 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    import torch
+# The instruction sets that change these numbers: int8 (VNNI), bfloat16 (AVX512-BF16, AMX) and the
+# vector width of every kernel (AVX2, AVX-512), as /proc/cpuinfo names them.
+INSTRUCTION_SETS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
+                    "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8"}
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = platform.processor() or platform.machine()
+
+def cpu_description() -> str:
+    """The CPU's model name and which of INSTRUCTION_SETS it has, e.g. 'AMD EPYC (AVX2, AVX-512; no AMX-BF16)'."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
-        pass
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, torch {torch.__version__}"
+        return model
+    has = [name for flag, name in INSTRUCTION_SETS.items() if flag in flags]
+    lacks = [name for flag, name in INSTRUCTION_SETS.items() if flag not in flags]
+    return f"{model} ({', '.join(has) or 'none of ' + ', '.join(lacks)}{'; no ' + ', '.join(lacks) if has and lacks else ''})"
+
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:  # the reading benchmarks run without PyTorch
+        import torch
+
+        versions = f", torch {torch.__version__}"
+    except ImportError:
+        versions = ""
+    return f"{cpu_description()}, {cores} cores, Python {platform.python_version()}{versions}"
 
 
 def write_section(name: str, title: str, body: str) -> None:

@@ -10,19 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import picture_of_digits, serving
+from conftest import CHROMIUM, picture_of_digits, require, serving
 from digitrec.errors import write_atomic
 from digitrec.server import create_app
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+from playwright import sync_api
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 # DIGITREC_SCREENSHOTS=docs/img refreshes the README's pictures; otherwise a test run leaves the tree alone.
 SCREENSHOTS = Path(os.environ.get("DIGITREC_SCREENSHOTS") or tempfile.mkdtemp(prefix="digitrec-screenshots-"))
 
-pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} missing: apt-get install chromium")
+
+
+@pytest.fixture(autouse=True)
+def chromium_installed() -> None:
+    require(shutil.which(CHROMIUM) is not None, f"{CHROMIUM} is missing: apt-get install chromium")
 
 # Strokes as fractions of the pad, the way a person draws each digit.
 ONE = [[(0.52, 0.15), (0.50, 0.50), (0.48, 0.85)]]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -13,7 +16,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import write_idx_dataset
+from conftest import require, write_idx_dataset
 from digitrec import export
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model, save_weights
 from digitrec.cli import main
@@ -98,10 +101,18 @@ def test_predict_reads_the_same_digits_on_both_backends(exported_run: Path, mnis
     assert answers["onnx"]["confidence"] == pytest.approx(answers["torch"]["confidence"], abs=1e-4)
 
 
-def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "fast-int8.onnx"
-    assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def int8_export(exported_run: Path, tmp_path_factory) -> tuple[Path, str]:
+    """The quick run exported to int8 from the command line, and what the command printed."""
+    out = tmp_path_factory.mktemp("int8") / "fast-int8.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", str(exported_run), "--format", "onnx", "--int8", "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_int8_export_from_the_command_line(exported_run: Path, int8_export: tuple[Path, str]) -> None:
+    out, printed = int8_export
     report = json.loads(report_path(out).read_text())
     assert report["precision"] == "int8" and report["quantization"] == "static" and report["passed"]
     assert report["top1_agreement"] >= 0.998 and report["accuracy_drop"] <= 0.001
@@ -110,6 +121,55 @@ def test_int8_export_from_the_command_line(exported_run: Path, tmp_path: Path, c
     graph = onnx.load(out)
     assert any(node.op_type == "QuantizeLinear" for node in graph.graph.node)
     assert {entry.key: entry.value for entry in graph.metadata_props}["precision"] == "int8"
+
+
+def test_int8_weights_leave_no_room_to_saturate(int8_export: tuple[Path, str]) -> None:
+    """x86 CPUs without VNNI add pairs of uint8 x int8 products in int16 (VPMADDUBSW): weights within
+    [-64, 64] keep every pair within int16, so the int8 graph computes the same on every CPU."""
+    graph = onnx.load(int8_export[0])
+    initializers = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in graph.graph.initializer}
+    weights = [initializers[node.input[0]] for node in graph.graph.node if node.op_type == "DequantizeLinear"
+               and node.input[0] in initializers and initializers[node.input[0]].ndim >= 2]
+    assert weights and all(weight.dtype == np.int8 for weight in weights)
+    assert max(int(np.abs(weight.astype(np.int32)).max()) for weight in weights) <= 64
+    assert 2 * 255 * 64 <= np.iinfo(np.int16).max
+
+
+# Runs under qemu's emulation of an AVX2-only CPU (Haswell): numpy and onnxruntime read the CPU's
+# features with CPUID, which qemu answers as that CPU, so onnxruntime takes its AVX2 kernels.
+CHECK_ON_ANOTHER_CPU = """
+import json, sys
+import numpy as np, onnxruntime
+from numpy._core._multiarray_umath import __cpu_features__ as cpu
+images, labels = np.load(sys.argv[1]), np.load(sys.argv[2])
+def predicted(path):
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    x = ((images.astype(np.float32) / 255 - float(meta["mean"])) / float(meta["std"]))[:, None]
+    return np.concatenate([session.run(None, {"images": x[i:i + 1000]})[0] for i in range(0, len(x), 1000)]).argmax(1)
+fp32, int8 = predicted(sys.argv[3]), predicted(sys.argv[4])
+print(json.dumps({"avx2": cpu["AVX2"], "avx512": cpu["AVX512F"], "vnni": cpu["AVX512VNNI"],
+                  "agreement": float((fp32 == int8).mean()),
+                  "drop": float((fp32 == labels).mean() - (int8 == labels).mean())}))
+"""
+
+
+def test_int8_export_passes_its_check_on_a_cpu_without_avx512(exported_run: Path, int8_export: tuple[Path, str],
+                                                               mnist, tmp_path: Path) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("VPMADDUBSW saturation is an x86 matter; qemu-x86_64 cannot run this machine's Python")
+    require(shutil.which("qemu-x86_64") is not None, "qemu-x86_64 is missing: apt-get install qemu-user")
+    images, labels = tmp_path / "images.npy", tmp_path / "labels.npy"
+    np.save(images, mnist.test_images.numpy())
+    np.save(labels, mnist.test_labels.numpy())
+    emulated = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, "-c", CHECK_ON_ANOTHER_CPU,
+                               str(images), str(labels), str(exported_run / "checkpoint.onnx"), str(int8_export[0])],
+                              capture_output=True, text=True, timeout=600)
+    assert emulated.returncode == 0, emulated.stderr[-2000:]
+    found = json.loads(emulated.stdout)
+    assert found["avx2"] and not found["avx512"] and not found["vnni"], "qemu did not hide AVX-512"
+    assert found["agreement"] >= export.INT8_MIN_AGREEMENT, found
+    assert found["drop"] <= export.INT8_MAX_ACCURACY_DROP + 1e-9, found
 
 
 def tiny_run(folder: Path, data_dir: Path, seed: int = 0) -> Path:

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import MNIST, write_idx, write_idx_dataset
+from conftest import MNIST, require, write_idx, write_idx_dataset
 from digitrec.data import FILES, MAX_IDX_BYTES, load_dataset, load_idx
 from digitrec.errors import DigitrecError
 
@@ -236,8 +236,7 @@ def test_flat_training_images_are_refused_before_training_divides_by_zero(tiny):
 
 
 def test_a_truncated_copy_of_the_real_mnist_is_one_clear_error(tmp_path):
-    if not MNIST:
-        pytest.skip("set DIGITREC_DATA to the folder with the real MNIST")
+    require(bool(MNIST), "set DIGITREC_DATA to the folder with the real MNIST")
     copy = tmp_path / "mnist"
     shutil.copytree(MNIST, copy)
     images = copy / f"{FILES['test_images']}.gz"

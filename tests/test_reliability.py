@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 import schemathesis
 from PIL import Image
 
-from conftest import write_idx_dataset
+from conftest import require, write_idx_dataset
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model, save_weights
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import build_model
@@ -322,9 +322,8 @@ def small_disk(tmp_path, reference_run):
     size = (reference_run / CHECKPOINT_NAME).stat().st_size + 64 * 1024
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                              capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
-                    "test_full_disk_during_a_save_keeps_the_previous_checkpoint injects the fault instead")
+    require(mounted.returncode == 0, f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+            "test_full_disk_during_a_save_keeps_the_previous_checkpoint injects the fault instead")
     yield folder
     subprocess.run(["umount", str(folder)], check=True)
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import MNIST
+from conftest import CHROMIUM, MNIST, require
 from digitrec.checkpoint import Checkpoint, load_model
 from digitrec.cli import main
 from digitrec.data import DATASETS, load_dataset
@@ -27,7 +27,6 @@ from digitrec.models import build_model, count_parameters
 from digitrec.report import feature_maps, first_layer_filters, model_summary, write_report
 from digitrec.training import make_config, resume, train
 
-CHROMIUM = "/usr/bin/chromium"
 SECTIONS = ("summary", "per-class", "confusion", "confused-pairs", "mistakes", "calibration", "training",
             "model", "filters", "feature-maps", "config", "data", "timings")
 
@@ -144,9 +143,9 @@ def runs(mnist, tmp_path_factory) -> tuple[Path, Path]:
 
 def read_page(html: Path) -> dict:
     """Open the report offline in Debian's Chromium and read back what a person would see."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extra: pip install -e '.[test]'")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
+    from playwright import sync_api
+
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed: apt-get install chromium")
     requests = []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
@@ -262,7 +261,7 @@ def fashion():
     try:
         return load_dataset("fashion-mnist", allow_download=False)
     except DigitrecError as error:
-        pytest.skip(f"Fashion-MNIST is not installed here (Debian: dataset-fashion-mnist): {error}")
+        require(False, f"Fashion-MNIST is not installed here: apt-get install dataset-fashion-mnist ({error})")
 
 
 @pytest.fixture(scope="module")

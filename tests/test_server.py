@@ -304,7 +304,10 @@ def test_page_and_docs_need_nothing_from_the_internet(client):
 
 
 def test_serve_command_fails_with_one_line_for_a_bad_model_or_a_taken_port(capsys, fast_run):
-    assert main(["serve", "--port", "0", "--model", "/no/such/run"]) == 1
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    assert main(["serve", "--port", str(free_port), "--model", "/no/such/run"]) == 1
     assert capsys.readouterr().err.startswith("digitrec: error: cannot find model")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -379,3 +382,31 @@ def test_a_slow_upload_is_cut_off_with_408(quick_model):
     assert b" 408 " in status_line, answer[:300]
     assert b"did not arrive within 1 s" in rest
     assert 0.5 < waited < 5
+
+
+def test_serve_with_no_flags_runs_one_worker_per_usable_core(monkeypatch):
+    import uvicorn
+
+    started, lines = [], []
+    monkeypatch.setenv(server_module.CONFIG_VARIABLE, "")  # restored afterwards: serve() sets it for its workers
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append((app, options)))
+    monkeypatch.setattr(server_module, "usable_cores", lambda: 3)
+    server_module.serve(port=8765, log=lines.append)
+    (app, options), = started
+    assert options["workers"] == 3 and app == "digitrec.server:app_from_environment"
+    assert json.loads(server_module.os.environ[server_module.CONFIG_VARIABLE])["threads"] == 1
+    assert "(workers 3: one per core, reading threads 1 each" in lines[0]
+    monkeypatch.setattr(server_module, "usable_cores", lambda: 1)
+    started.clear()
+    server_module.serve(port=8765, log=lines.append)
+    assert "workers" not in started[0][1] and "(workers 1: one per core" in lines[-1]
+
+
+def test_an_impossible_port_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["serve", "--port", "99999"])
+    assert exit_code.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --port: 99999 is not a TCP port; choose one from 1 to 65535" in error and "Traceback" not in error
+    with pytest.raises(server_module.DigitrecError, match="--port 99999 is not a TCP port"):
+        server_module.serve(port=99999, log=lambda line: None)

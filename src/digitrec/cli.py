@@ -31,6 +31,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def tcp_port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port; choose one from 1 to 65535")
+    return value
+
+
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     """Every hyper-parameter; unset flags keep the preset's recipe (None)."""
     group = parser.add_argument_group("training settings (default: the model preset's recipe)")
@@ -143,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="the HTTP API and the draw-a-digit web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.add_argument("--port", type=tcp_port, default=8000, help="1 to 65535 (default 8000)")
     serve.add_argument("--model", help="run folder, checkpoint.pt, .safetensors or preset (default: shipped best)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model")
+    serve.add_argument("--workers", type=int, help="server processes, each with its own copy of the model "
+                       "(default: one per core this process may use)")
     serve.add_argument("--threads", type=int, help="reading threads per process (default: cores / workers)")
     serve.add_argument("--queue", type=int, help="requests that may wait for a thread before 503 (default 16)")
     serve.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body accepted (default 10 MB)")

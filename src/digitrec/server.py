@@ -328,21 +328,34 @@ def _check_port(host: str, port: int) -> None:
                             "--port or --host, or stop the program that holds it") from error
 
 
-def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
           threads: int | None = None, queue: int = DEFAULT_QUEUE, max_body: int = MAX_BODY_BYTES,
           log: Callable[[str], None] = print, backend: str | None = None) -> None:
-    """Load the model (on `backend`: torch or onnx, see export.load_backend), then serve until interrupted."""
+    """Load the model (on `backend`: torch or onnx, see export.load_backend), then serve until interrupted.
+
+    `workers` None is one process per core: a reading holds Python's lock for most of its few
+    milliseconds, so threads of one process cannot use a second core (on 2 cores, 451 requests/s with
+    two workers against 190 with one, docs/serve.md)."""
     import uvicorn
 
-    if workers < 1 or (threads is not None and threads < 1) or queue < 0 or max_body < 1:
+    if not 1 <= port <= 65535:
+        raise DigitrecError(f"--port {port} is not a TCP port; choose one from 1 to 65535 (default 8000)")
+    if (workers is not None and workers < 1) or (threads is not None and threads < 1) or queue < 0 or max_body < 1:
         raise DigitrecError("--workers, --threads and --max-body must be at least 1, and --queue at least 0")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
+    chosen = f"workers {workers}" if workers else f"workers {cores}: one per core"
+    workers = workers or cores
     threads = threads or max(1, cores // workers)
     _check_port(host, port)
     loaded = _load(model, backend)  # in this process too, so a bad --model fails here with one clear line
     _size_torch_threads()
     log(f"digitrec: serving the {loaded.name} model from {loaded.source}: page at http://{host}:{port}/ , API docs "
-        f"at http://{host}:{port}/docs (workers {workers}, reading threads {threads} each, queue {queue}); Ctrl+C stops")
+        f"at http://{host}:{port}/docs ({chosen}, reading threads {threads} each, queue {queue}); Ctrl+C stops")
     options = dict(host=host, port=port, access_log=False, log_level="warning", server_header=False)
     if workers == 1:
         uvicorn.run(create_app(loaded, max_body, threads, queue), **options)
