@@ -11,8 +11,8 @@ import torch
 
 from conftest import MNIST
 from digitrec.checkpoint import Checkpoint
-from digitrec.errors import DigitrecError
-from digitrec.training import Interrupted, make_config, resume, train
+from digitrec.errors import DigitrecError, Interrupted
+from digitrec.training import make_config, resume, train
 
 
 def quiet(line: str) -> None:
@@ -31,7 +31,7 @@ def same_state(first: Checkpoint, second: Checkpoint) -> None:
 def test_tutorial_reproduces_the_lab_and_resumes_to_eight_epochs(mnist, tmp_path):
     lines = []
     final = train(make_config("tutorial", data_dir=MNIST), tmp_path, data=mnist, log=lines.append, progress=False)
-    accuracies = [row[3] for row in final.history["test"]]
+    accuracies = [point.accuracy for point in final.history.test]
     assert len(accuracies) == 4  # before training and after each of the 3 epochs
     assert 0.05 < accuracies[0] < 0.2, "an untrained network guesses"
     assert 0.960 <= accuracies[3] <= 0.978, f"lab band after 3 epochs, got {accuracies}"
@@ -41,8 +41,8 @@ def test_tutorial_reproduces_the_lab_and_resumes_to_eight_epochs(mnist, tmp_path
 
     final = resume(tmp_path, epochs=8, log=quiet, data=mnist, progress=False)
     assert final.epoch == 8
-    assert final.history["test"][-1][3] >= 0.98
-    assert [row[0] for row in final.history["test"]] == list(range(9))
+    assert final.history.final_test.accuracy >= 0.98
+    assert [point.epoch for point in final.history.test] == list(range(9))
 
 
 def test_three_then_resume_to_five_is_bit_identical_to_five_straight(mnist, tmp_path):
@@ -52,7 +52,7 @@ def test_three_then_resume_to_five_is_bit_identical_to_five_straight(mnist, tmp_
     train(make_config("tutorial", epochs=3, **settings), tmp_path / "split", data=mnist, log=quiet, progress=False)
     resumed = resume(tmp_path / "split", epochs=5, data=mnist, log=quiet, progress=False)
     same_state(straight, resumed)
-    assert straight.history["test"][-1][3] > 0.5, "it learned something"
+    assert straight.history.final_test.accuracy > 0.5, "it learned something"
 
 
 def interrupt_after(lines_before_signal: int, number: int = signal.SIGINT):
@@ -98,7 +98,7 @@ def test_run_folder_holds_checkpoint_metrics_and_config(mnist, tmp_path):
     tests = [row for row in rows if row["split"] == "test"]
     trains = [row for row in rows if row["split"] == "train"]
     assert [row["examples_seen"] for row in tests] == ["0", "1000"]
-    assert float(tests[-1]["accuracy"]) == pytest.approx(final.history["test"][-1][3])
+    assert float(tests[-1]["accuracy"]) == pytest.approx(final.history.final_test.accuracy)
     assert [int(row["examples_seen"]) for row in trains] == [0, 640]
 
 
@@ -115,7 +115,7 @@ def test_resume_refuses_other_data(mnist, tmp_path):
 def test_target_accuracy_stops_early(mnist, tmp_path):
     final = train(make_config("fast", epochs=3, train_subset=6000, eval_every=4, target_accuracy=0.9,
                               data_dir=MNIST), tmp_path, data=mnist, log=quiet, progress=False)
-    accuracies = [row[3] for row in final.history["test"]]
+    accuracies = [point.accuracy for point in final.history.test]
     assert accuracies[-1] >= 0.9 and all(accuracy < 0.9 for accuracy in accuracies[:-1])
     assert final.step < 3 * 24, "stopped before the planned 3 epochs of 24 batches"
 
@@ -138,7 +138,7 @@ def test_fast_preset_clears_98_5_percent(mnist, tmp_path, precision):
     its forward pass in bfloat16, and the weights it keeps and saves stay fp32."""
     final = train(make_config("fast", data_dir=MNIST, precision=precision), tmp_path, data=mnist,
                   log=quiet, progress=False)
-    assert final.history["test"][-1][3] >= 0.985
+    assert final.history.final_test.accuracy >= 0.985
     assert all(value.dtype in (torch.float32, torch.int64) for value in final.model.values())
 
 
@@ -172,7 +172,7 @@ def test_resume_of_a_damaged_training_state_is_one_clear_error(mnist, tmp_path, 
 
 
 def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
-    from digitrec.training import flip_shift_batch
+    from digitrec.augmentation import flip_shift_batch
 
     images = torch.rand(400, 1, 28, 28)
     moved = flip_shift_batch(images, torch.Generator().manual_seed(0))
@@ -194,7 +194,7 @@ def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
 
 
 def test_elastic_augmentation_is_a_smooth_bounded_warp_of_each_image():
-    from digitrec.training import ELASTIC_PIXELS, augment_batch
+    from digitrec.augmentation import ELASTIC_PIXELS, augment_batch
 
     images = torch.zeros(300, 1, 28, 28)
     images[:, :, 12:15, 12:15] = 1.0  # a 3x3 dot in the middle

@@ -83,11 +83,14 @@ class Run:
 
     @property
     def final_test(self) -> TestPoint | None:
-        """The last test pass, from summary.json; from the checkpoint for a run written before it existed."""
-        try:
-            return TestPoint(**json.loads(self.summary_path.read_text())["final_test"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return self.checkpoint.history.final_test
+        """The last test pass, from summary.json; from the checkpoint for a run written before it existed
+        (or a checkpoint file under another name, which summary.json does not describe)."""
+        if self.checkpoint_path.name == CHECKPOINT_NAME:
+            try:
+                return TestPoint(**json.loads(self.summary_path.read_text())["final_test"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return self.checkpoint.history.final_test
 
     @property
     def accuracy(self) -> float | None:
