@@ -221,3 +221,70 @@ def test_the_best_recipe_augments_each_data_set_in_its_own_way():
     assert make_config("best", dataset="fashion-mnist", augment="affine").augment == "affine"  # a flag wins
     with pytest.raises(DigitrecError, match="--augment must be one of none, affine, elastic, flip or auto"):
         make_config("best", augment="cutout")
+
+
+def test_a_typo_in_a_setting_or_a_recipe_names_it_and_every_setting(monkeypatch):
+    from digitrec import models
+
+    with pytest.raises(DigitrecError, match=r"unknown setting 'optimiser' in the settings given; "
+                                            r"the settings are: model, .*, optimizer, .*, precision$"):
+        make_config("tutorial", optimiser="adam")
+    monkeypatch.setitem(models.PRESETS, "typo", models.Preset(models.FastNet, "a recipe with typos",
+                                                              {"shedule": "onecycle"}))
+    with pytest.raises(DigitrecError, match=r"unknown setting 'shedule' in the typo preset's recipe; "
+                                            r"the settings are: .*, schedule, "):
+        make_config("typo")
+    monkeypatch.setitem(models.PRESETS, "typo", models.Preset(models.FastNet, "a recipe with typos",
+                                                              {"lr": "0.1", "schedule": "one-cycle"}))
+    with pytest.raises(DigitrecError, match="setting lr must be float or int, not '0.1'"):
+        make_config("typo")
+    with pytest.raises(DigitrecError, match="--schedule must be one of none, onecycle, step, not 'one-cycle'"):
+        make_config("typo", lr=0.1)
+
+
+def test_settings_are_stored_as_plain_strings_and_load_back_as_choices(tmp_path):
+    from digitrec.config import Optimizer, Precision, TrainConfig
+
+    config = make_config("best", precision="bf16")
+    stored = config.to_dict()
+    assert {type(value) for value in stored.values()} <= {str, int, float, bool, type(None)}
+    assert stored["optimizer"] == "nesterov" and stored["precision"] == "bf16"
+    torch.save(stored, tmp_path / "config.pt")
+    again = TrainConfig(**torch.load(tmp_path / "config.pt", weights_only=True))
+    assert again == TrainConfig(**json.loads(json.dumps(stored))) == config
+    assert again.optimizer is Optimizer.NESTEROV and again.precision is Precision.BF16
+
+
+def test_training_flags_come_from_the_settings(capsys):
+    from dataclasses import fields
+
+    from digitrec.cli import build_parser
+    from digitrec.config import TrainConfig, flag_name
+
+    unset = vars(build_parser().parse_args(["train"]))
+    flagged = [setting.name for setting in fields(TrainConfig) if setting.metadata["flag"]]
+    assert len(flagged) == 22 and all(unset[name] is None for name in flagged), "unset: the preset's recipe"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--optimizer", "rmsprop"])
+    assert "--optimizer: invalid choice: 'rmsprop'" in capsys.readouterr().err
+    assert build_parser().parse_args(["train", "--augment", "auto", "--no-channels-last"]).channels_last is False
+    assert flag_name("label_smoothing") == "--label-smoothing"
+
+
+def test_a_run_knows_its_files_and_its_accuracy_without_loading_its_checkpoint(mnist, tmp_path):
+    from digitrec.run import Run
+
+    before = torch.get_num_threads()
+    threads = 1 if before != 1 else 2
+    final = train(make_config("tutorial", epochs=1, train_subset=200, threads=threads, data_dir=MNIST), tmp_path,
+                  data=mnist, log=quiet, progress=False)
+    assert torch.get_num_threads() == before, "train() gives back the thread count it found"
+    run = Run.open(tmp_path)
+    assert run.accuracy == final.history.final_test.accuracy and run.config["threads"] == threads
+    assert "checkpoint" not in vars(run), "accuracy and settings come from the small files"
+    assert Run.open(tmp_path / "checkpoint.pt").checkpoint.history == final.history
+    leftover, unrelated = tmp_path / ".checkpoint.pt.x1y2.tmp", tmp_path / ".notes.tmp"
+    leftover.write_bytes(b"half")
+    unrelated.write_bytes(b"mine")
+    run.clean_leftovers()
+    assert not leftover.exists() and unrelated.exists()

@@ -279,7 +279,8 @@ def command_plot(args: argparse.Namespace) -> int:
 
 
 def _run_data(run: Run, dataset: str | None, folder: str | None) -> Dataset:
-    """The data set a run was trained on, unless --dataset or --data say otherwise."""
+    """The data set a run was trained on, unless --dataset or --data say otherwise. Loads the run's
+    checkpoint (once), which every caller needs next: a damaged run fails before the data is read."""
     stored = run.checkpoint.config
     return _load_data(dataset or stored.get("dataset", "mnist"), folder or stored.get("data_dir"))
 

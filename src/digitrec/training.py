@@ -261,7 +261,7 @@ class Session:
     def steps_per_epoch(self) -> int:
         return math.ceil(self.data.count / self.config.batch_size)
 
-    def batch(self, order: torch.Tensor, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_batch(self, order: torch.Tensor, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `index` of the epoch's `order`: this process's share, normalised and augmented."""
         size = self.config.batch_size
         # Every rank draws the same order; each takes its share of the global batch.
@@ -401,7 +401,7 @@ def run_epoch(state: TrainingState, session: Session, signals: StopSignals) -> b
     clock = Clock()
     try:
         for index in range(state.batch, session.steps_per_epoch):
-            images, targets = session.batch(order, index, state.augment_generator)
+            images, targets = session.training_batch(order, index, state.augment_generator)
             loss = train_step(state, session.network, images, targets, session.config)
             state.batch = index + 1
             if index % session.config.log_interval == 0:
