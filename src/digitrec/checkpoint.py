@@ -117,7 +117,7 @@ class Checkpoint:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in stored.items() if key in known})
 
-    def inference_model(self, source: str, use_ema: bool = True) -> "LoadedModel":
+    def inference_model(self, source: str, use_ema: bool = True) -> LoadedModel:
         """The run's network for reading: its weight average where it kept one."""
         return _from_checkpoint(self, source, use_ema)
 

@@ -117,6 +117,7 @@ class Run:
     def save(self, checkpoint: Checkpoint) -> None:
         """The checkpoint, then the files read from it: metrics.csv and summary.json."""
         checkpoint.save(self.checkpoint_path)
+        self.__dict__["checkpoint"] = checkpoint  # the newest, so what reads the run after training sees it
         write_atomic(self.metrics_path, metrics_csv(checkpoint.history))
         final = checkpoint.history.final_test
         summary = {"epoch": checkpoint.epoch, "step": checkpoint.step, "seconds": checkpoint.seconds,

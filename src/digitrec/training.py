@@ -54,7 +54,6 @@ def make_config(model: str = "tutorial", **overrides) -> TrainConfig:
     return TrainConfig(model=model, **settings)
 
 
-
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     # foreach: one multi-tensor update per step instead of a Python loop over the parameters, which
     # PyTorch only picks by itself on CUDA; for the small networks that loop is a visible part of a step.
