@@ -509,9 +509,10 @@ def test_weights_with_unusable_metadata_say_what_is_wrong(metadata, problem, tmp
     (lambda stored: stored.update(epoch="3"), "epoch is a str"),
     (lambda stored: stored.update(step=-1), "negative"),
     (lambda stored: stored.update(history={}), "history lacks its train and test lists"),
+    (lambda stored: stored["history"]["test"].append([1, "x"]), "history holds rows other than lists of numbers"),
     (lambda stored: stored["rng"].update(torch="seed"), "rng holds something other than"),
 ], ids=["config-list", "unknown-model", "model-name-list", "weights-tensor", "weight-int", "no-mean",
-        "no-data", "epoch-text", "negative-step", "no-history", "rng-text"])
+        "no-data", "epoch-text", "negative-step", "no-history", "history-row", "rng-text"])
 def test_a_checkpoint_with_damaged_fields_says_which(change, problem, reference_run, tmp_path):
     stored = torch.load(reference_run / CHECKPOINT_NAME, weights_only=True)
     change(stored)

@@ -52,7 +52,7 @@ class History:
     test: list[TestPoint] = field(default_factory=list)
 
     @classmethod
-    def from_stored(cls, stored: dict) -> "History":
+    def from_stored(cls, stored: dict) -> History:
         return cls([TrainPoint(*row) for row in stored.get("train", [])],
                    [TestPoint(*row) for row in stored.get("test", [])])
 
