@@ -289,4 +289,4 @@ def test_a_run_knows_its_files_and_its_accuracy_without_loading_its_checkpoint(m
     run.clean_leftovers()
     assert not leftover.exists() and unrelated.exists()
     resumed = resume(run, epochs=2, data=mnist, log=quiet, progress=False)
-    assert run.checkpoint is resumed and run.checkpoint.epoch == 2, "the run shows what was saved last, not what it read"
+    assert run.checkpoint is resumed and run.checkpoint.epoch == 2, "the run shows what it saved last, not what it read"

@@ -244,7 +244,8 @@ def export_weights(loaded: LoadedModel, data: Dataset, out: str | Path) -> tuple
     in the header. Returns the file written and that accuracy."""
     predictions = classify(loaded.model, data.test_images, loaded.mean, loaded.std).argmax(1).cpu()
     accuracy = int((predictions == data.test_labels).sum()) / max(len(data.test_labels), 1)
-    path = save_weights(out, loaded.name, loaded.model, {"mean": loaded.mean, "std": loaded.std, "classes": loaded.classes},
+    normalisation = {"mean": loaded.mean, "std": loaded.std, "classes": loaded.classes}
+    path = save_weights(out, loaded.name, loaded.model, normalisation,
                         metadata={"accuracy": f"{accuracy:.4f}", "dataset": data.name, "source": loaded.source,
                                   "data_sha256": json.dumps(data.checksums)})
     return path, accuracy

@@ -61,8 +61,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     if config.optimizer in (Optimizer.SGD, Optimizer.NESTEROV):
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                nesterov=config.optimizer == Optimizer.NESTEROV, **options)
-    others = {Optimizer.ADAM: torch.optim.Adam, Optimizer.ADAMW: torch.optim.AdamW, Optimizer.ADADELTA: torch.optim.Adadelta}
-    return others[config.optimizer](parameters, lr=config.lr, **options)
+    adaptive = {Optimizer.ADAM: torch.optim.Adam, Optimizer.ADAMW: torch.optim.AdamW,
+                Optimizer.ADADELTA: torch.optim.Adadelta}
+    return adaptive[config.optimizer](parameters, lr=config.lr, **options)
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
@@ -260,7 +261,8 @@ class Session:
     def steps_per_epoch(self) -> int:
         return math.ceil(self.data.count / self.config.batch_size)
 
-    def training_batch(self, order: torch.Tensor, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_batch(self, order: torch.Tensor, index: int,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `index` of the epoch's `order`: this process's share, normalised and augmented."""
         size = self.config.batch_size
         # Every rank draws the same order; each takes its share of the global batch.
