@@ -143,11 +143,12 @@ def run_preset(name: str, data_dir: str, seed: int, epochs: int | None) -> dict:
     return {"curve": curve_from_history(final.history, final.seconds)}
 
 
-def curve_from_history(history: dict, seconds: float) -> list[list[float]]:
-    """[training seconds, test accuracy] after each epoch, spreading the time evenly over epochs."""
-    epochs = [row for row in history["test"] if row[0] > 0]
-    last = max(row[0] for row in epochs) if epochs else 1
-    return [[seconds * row[0] / last, row[3]] for row in epochs]
+def curve_from_history(history, seconds: float) -> list[list[float]]:
+    """[training seconds, test accuracy] after each epoch (of a digitrec History), spreading the time
+    evenly over epochs."""
+    epochs = [point for point in history.test if point.epoch > 0]
+    last = max(point.epoch for point in epochs) if epochs else 1
+    return [[seconds * point.epoch / last, point.accuracy] for point in epochs]
 
 
 def run_cli_fast(data_dir: str, seed: int) -> dict:

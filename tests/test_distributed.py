@@ -24,11 +24,11 @@ def test_two_processes_train_identical_replicas_resumable_in_one(mnist, tmp_path
     single = train(make_config("fast", train_subset=8000, epochs=1, batch_size=128, data_dir=MNIST),
                    tmp_path / "single", data=mnist, log=lambda line: None, progress=False)
     assert distributed.step == single.step, "the same number of global batches"
-    assert abs(distributed.history["test"][-1][3] - single.history["test"][-1][3]) < 0.01
+    assert abs(distributed.history.final_test.accuracy - single.history.final_test.accuracy) < 0.01
 
     resumed = subprocess.run([sys.executable, "-m", "digitrec", "resume", str(run_dir), "--epochs", "2",
                               "--no-plots"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = Checkpoint.load(run_dir)
     assert after.epoch == 2 and after.step == 2 * distributed.step
-    assert after.history["test"][-1][3] >= distributed.history["test"][-1][3] - 0.005
+    assert after.history.final_test.accuracy >= distributed.history.final_test.accuracy - 0.005

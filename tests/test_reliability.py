@@ -177,7 +177,7 @@ def reference_run(launcher, tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(reference_run) -> Checkpoint:
     final = Checkpoint.load(reference_run)
-    assert final.history["test"][-1][3] >= 0.8, "the reference run must learn, or accuracy bands mean nothing"
+    assert final.history.final_test.accuracy >= 0.8, "the reference run must learn, or accuracy bands mean nothing"
     return final
 
 
@@ -188,8 +188,8 @@ def assert_same_run(final: Checkpoint, reference: Checkpoint) -> None:
         assert torch.equal(final.model[key], value), key
     for number, state in reference.optimizer["state"].items():
         assert torch.equal(final.optimizer["state"][number]["momentum_buffer"], state["momentum_buffer"])
-    assert final.history["train"] == reference.history["train"]
-    assert final.history["test"] == reference.history["test"]
+    assert final.history.train == reference.history.train
+    assert final.history.test == reference.history.test
 
 
 def latest_save(run: Path) -> tuple[int, int] | None:
@@ -260,7 +260,7 @@ def test_sigkill_at_a_random_moment_then_resume_ends_as_the_uninterrupted_run(
     code, output = launcher.run(["resume", run, "--no-plots"], tmp_path, tmp_path / "resume.log")
     assert code == 0, output
     final = Checkpoint.load(run)
-    assert abs(final.history["test"][-1][3] - reference.history["test"][-1][3]) <= 0.02
+    assert abs(final.history.final_test.accuracy - reference.history.final_test.accuracy) <= 0.02
     assert_same_run(final, reference)
 
 
@@ -508,9 +508,10 @@ def test_weights_with_unusable_metadata_say_what_is_wrong(metadata, problem, tmp
     (lambda stored: stored.update(epoch="3"), "epoch is a str"),
     (lambda stored: stored.update(step=-1), "negative"),
     (lambda stored: stored.update(history={}), "history lacks its train and test lists"),
+    (lambda stored: stored["history"]["test"].append([1, "x"]), "history holds rows other than lists of numbers"),
     (lambda stored: stored["rng"].update(torch="seed"), "rng holds something other than"),
 ], ids=["config-list", "unknown-model", "model-name-list", "weights-tensor", "weight-int", "no-mean",
-        "no-data", "epoch-text", "negative-step", "no-history", "rng-text"])
+        "no-data", "epoch-text", "negative-step", "no-history", "history-row", "rng-text"])
 def test_a_checkpoint_with_damaged_fields_says_which(change, problem, reference_run, tmp_path):
     stored = torch.load(reference_run / CHECKPOINT_NAME, weights_only=True)
     change(stored)

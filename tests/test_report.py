@@ -240,7 +240,7 @@ def test_compare_prints_a_row_per_run_and_draws_one_figure(runs, capsys, tmp_pat
     assert lines[0].split()[:3] == ["run", "model", "dataset"]
     rows = {line.split()[0]: line.split() for line in lines[1:3]}
     for run in runs:
-        final_accuracy = Checkpoint.load(run).history["test"][-1][3]
+        final_accuracy = Checkpoint.load(run).history.final_test.accuracy
         assert rows[str(run)][7] == f"{100 * final_accuracy:.2f}%"
     assert rows[str(runs[0])][3] == "2" and rows[str(runs[1])][3] == "1"
     with Image.open(figure) as image:

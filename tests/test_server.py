@@ -272,7 +272,7 @@ def test_models_and_health_describe_the_loaded_model(fast_run):
     assert info["name"] == "fast" and info["source"] == str(fast_run) and info["dataset"] == "mnist"
     assert info["parameters"] == count_parameters(loaded.model)
     assert info["size_bytes"] > 4 * info["parameters"]  # float32 weights at the least
-    assert info["accuracy"] == Checkpoint.load(fast_run).history["test"][-1][3] > 0.9
+    assert info["accuracy"] == Checkpoint.load(fast_run).history.final_test.accuracy > 0.9
     assert health == {"status": "ok", "model": "fast", "in_flight": 0, "capacity": 8}
 
 

@@ -11,8 +11,8 @@ import torch
 
 from conftest import MNIST
 from digitrec.checkpoint import Checkpoint
-from digitrec.errors import DigitrecError
-from digitrec.training import Interrupted, make_config, resume, train
+from digitrec.errors import DigitrecError, Interrupted
+from digitrec.training import make_config, resume, train
 
 
 def quiet(line: str) -> None:
@@ -31,7 +31,7 @@ def same_state(first: Checkpoint, second: Checkpoint) -> None:
 def test_tutorial_reproduces_the_lab_and_resumes_to_eight_epochs(mnist, tmp_path):
     lines = []
     final = train(make_config("tutorial", data_dir=MNIST), tmp_path, data=mnist, log=lines.append, progress=False)
-    accuracies = [row[3] for row in final.history["test"]]
+    accuracies = [point.accuracy for point in final.history.test]
     assert len(accuracies) == 4  # before training and after each of the 3 epochs
     assert 0.05 < accuracies[0] < 0.2, "an untrained network guesses"
     assert 0.960 <= accuracies[3] <= 0.978, f"lab band after 3 epochs, got {accuracies}"
@@ -41,8 +41,8 @@ def test_tutorial_reproduces_the_lab_and_resumes_to_eight_epochs(mnist, tmp_path
 
     final = resume(tmp_path, epochs=8, log=quiet, data=mnist, progress=False)
     assert final.epoch == 8
-    assert final.history["test"][-1][3] >= 0.98
-    assert [row[0] for row in final.history["test"]] == list(range(9))
+    assert final.history.final_test.accuracy >= 0.98
+    assert [point.epoch for point in final.history.test] == list(range(9))
 
 
 def test_three_then_resume_to_five_is_bit_identical_to_five_straight(mnist, tmp_path):
@@ -52,7 +52,7 @@ def test_three_then_resume_to_five_is_bit_identical_to_five_straight(mnist, tmp_
     train(make_config("tutorial", epochs=3, **settings), tmp_path / "split", data=mnist, log=quiet, progress=False)
     resumed = resume(tmp_path / "split", epochs=5, data=mnist, log=quiet, progress=False)
     same_state(straight, resumed)
-    assert straight.history["test"][-1][3] > 0.5, "it learned something"
+    assert straight.history.final_test.accuracy > 0.5, "it learned something"
 
 
 def interrupt_after(lines_before_signal: int, number: int = signal.SIGINT):
@@ -98,7 +98,7 @@ def test_run_folder_holds_checkpoint_metrics_and_config(mnist, tmp_path):
     tests = [row for row in rows if row["split"] == "test"]
     trains = [row for row in rows if row["split"] == "train"]
     assert [row["examples_seen"] for row in tests] == ["0", "1000"]
-    assert float(tests[-1]["accuracy"]) == pytest.approx(final.history["test"][-1][3])
+    assert float(tests[-1]["accuracy"]) == pytest.approx(final.history.final_test.accuracy)
     assert [int(row["examples_seen"]) for row in trains] == [0, 640]
 
 
@@ -115,7 +115,7 @@ def test_resume_refuses_other_data(mnist, tmp_path):
 def test_target_accuracy_stops_early(mnist, tmp_path):
     final = train(make_config("fast", epochs=3, train_subset=6000, eval_every=4, target_accuracy=0.9,
                               data_dir=MNIST), tmp_path, data=mnist, log=quiet, progress=False)
-    accuracies = [row[3] for row in final.history["test"]]
+    accuracies = [point.accuracy for point in final.history.test]
     assert accuracies[-1] >= 0.9 and all(accuracy < 0.9 for accuracy in accuracies[:-1])
     assert final.step < 3 * 24, "stopped before the planned 3 epochs of 24 batches"
 
@@ -138,7 +138,7 @@ def test_fast_preset_clears_98_5_percent(mnist, tmp_path, precision):
     its forward pass in bfloat16, and the weights it keeps and saves stay fp32."""
     final = train(make_config("fast", data_dir=MNIST, precision=precision), tmp_path, data=mnist,
                   log=quiet, progress=False)
-    assert final.history["test"][-1][3] >= 0.985
+    assert final.history.final_test.accuracy >= 0.985
     assert all(value.dtype in (torch.float32, torch.int64) for value in final.model.values())
 
 
@@ -172,7 +172,7 @@ def test_resume_of_a_damaged_training_state_is_one_clear_error(mnist, tmp_path, 
 
 
 def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
-    from digitrec.training import flip_shift_batch
+    from digitrec.augmentation import flip_shift_batch
 
     images = torch.rand(400, 1, 28, 28)
     moved = flip_shift_batch(images, torch.Generator().manual_seed(0))
@@ -194,7 +194,7 @@ def test_flip_augmentation_mirrors_half_and_moves_whole_pixels():
 
 
 def test_elastic_augmentation_is_a_smooth_bounded_warp_of_each_image():
-    from digitrec.training import ELASTIC_PIXELS, augment_batch
+    from digitrec.augmentation import ELASTIC_PIXELS, augment_batch
 
     images = torch.zeros(300, 1, 28, 28)
     images[:, :, 12:15, 12:15] = 1.0  # a 3x3 dot in the middle
@@ -221,3 +221,72 @@ def test_the_best_recipe_augments_each_data_set_in_its_own_way():
     assert make_config("best", dataset="fashion-mnist", augment="affine").augment == "affine"  # a flag wins
     with pytest.raises(DigitrecError, match="--augment must be one of none, affine, elastic, flip or auto"):
         make_config("best", augment="cutout")
+
+
+def test_a_typo_in_a_setting_or_a_recipe_names_it_and_every_setting(monkeypatch):
+    from digitrec import models
+
+    with pytest.raises(DigitrecError, match=r"unknown setting 'optimiser' in the settings given; "
+                                            r"the settings are: model, .*, optimizer, .*, precision$"):
+        make_config("tutorial", optimiser="adam")
+    monkeypatch.setitem(models.PRESETS, "typo", models.Preset(models.FastNet, "a recipe with typos",
+                                                              {"shedule": "onecycle"}))
+    with pytest.raises(DigitrecError, match=r"unknown setting 'shedule' in the typo preset's recipe; "
+                                            r"the settings are: .*, schedule, "):
+        make_config("typo")
+    monkeypatch.setitem(models.PRESETS, "typo", models.Preset(models.FastNet, "a recipe with typos",
+                                                              {"lr": "0.1", "schedule": "one-cycle"}))
+    with pytest.raises(DigitrecError, match="setting lr must be float or int, not '0.1'"):
+        make_config("typo")
+    with pytest.raises(DigitrecError, match="--schedule must be one of none, onecycle, step, not 'one-cycle'"):
+        make_config("typo", lr=0.1)
+
+
+def test_settings_are_stored_as_plain_strings_and_load_back_as_choices(tmp_path):
+    from digitrec.config import Optimizer, Precision, TrainConfig
+
+    config = make_config("best", precision="bf16")
+    stored = config.to_dict()
+    assert {type(value) for value in stored.values()} <= {str, int, float, bool, type(None)}
+    assert stored["optimizer"] == "nesterov" and stored["precision"] == "bf16"
+    torch.save(stored, tmp_path / "config.pt")
+    again = TrainConfig(**torch.load(tmp_path / "config.pt", weights_only=True))
+    assert again == TrainConfig(**json.loads(json.dumps(stored))) == config
+    assert again.optimizer is Optimizer.NESTEROV and again.precision is Precision.BF16
+
+
+def test_training_flags_come_from_the_settings(capsys):
+    from dataclasses import fields
+
+    from digitrec.cli import build_parser
+    from digitrec.config import TrainConfig, flag_name
+
+    unset = vars(build_parser().parse_args(["train"]))
+    flagged = [setting.name for setting in fields(TrainConfig) if setting.metadata["flag"]]
+    assert len(flagged) == 22 and all(unset[name] is None for name in flagged), "unset: the preset's recipe"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--optimizer", "rmsprop"])
+    assert "--optimizer: invalid choice: 'rmsprop'" in capsys.readouterr().err
+    assert build_parser().parse_args(["train", "--augment", "auto", "--no-channels-last"]).channels_last is False
+    assert flag_name("label_smoothing") == "--label-smoothing"
+
+
+def test_a_run_knows_its_files_and_its_accuracy_without_loading_its_checkpoint(mnist, tmp_path):
+    from digitrec.run import Run
+
+    before = torch.get_num_threads()
+    threads = 1 if before != 1 else 2
+    final = train(make_config("tutorial", epochs=1, train_subset=200, threads=threads, data_dir=MNIST), tmp_path,
+                  data=mnist, log=quiet, progress=False)
+    assert torch.get_num_threads() == before, "train() gives back the thread count it found"
+    run = Run.open(tmp_path)
+    assert run.accuracy == final.history.final_test.accuracy and run.config["threads"] == threads
+    assert "checkpoint" not in vars(run), "accuracy and settings come from the small files"
+    assert Run.open(tmp_path / "checkpoint.pt").checkpoint.history == final.history
+    leftover, unrelated = tmp_path / ".checkpoint.pt.x1y2.tmp", tmp_path / ".notes.tmp"
+    leftover.write_bytes(b"half")
+    unrelated.write_bytes(b"mine")
+    run.clean_leftovers()
+    assert not leftover.exists() and unrelated.exists()
+    resumed = resume(run, epochs=2, data=mnist, log=quiet, progress=False)
+    assert run.checkpoint is resumed and run.checkpoint.epoch == 2, "the run shows what it saved last, not what it read"

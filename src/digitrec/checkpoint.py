@@ -12,18 +12,56 @@ import math
 import pickle
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from digitrec.data import own_augmentation
+from digitrec.data import Dataset, own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
-from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model
+from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model, classify
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainPoint(NamedTuple):
+    """A logged training batch."""
+
+    examples: int  # training examples seen before it
+    loss: float
+    learning_rate: float
+
+
+class TestPoint(NamedTuple):
+    """A test pass: after each epoch, before the first, and every --eval-every batches."""
+
+    epoch: float  # epochs done, with a fraction for a pass inside an epoch
+    examples: int  # training examples seen
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class History:
+    """A run's curves, resumes included. Stored as lists of plain numbers, which weights_only loading reads."""
+
+    train: list[TrainPoint] = field(default_factory=list)
+    test: list[TestPoint] = field(default_factory=list)
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> History:
+        return cls([TrainPoint(*row) for row in stored.get("train", [])],
+                   [TestPoint(*row) for row in stored.get("test", [])])
+
+    def to_stored(self) -> dict[str, list[list[float]]]:
+        return {"train": [list(point) for point in self.train], "test": [list(point) for point in self.test]}
+
+    @property
+    def final_test(self) -> TestPoint | None:
+        return self.test[-1] if self.test else None
 
 
 @dataclass
@@ -39,15 +77,24 @@ class Checkpoint:
     batch: int = 0  # batches finished in the epoch in progress
     step: int = 0  # optimizer steps in all
     rng: dict = field(default_factory=dict)
-    history: dict = field(default_factory=dict)
+    history: History = field(default_factory=History)
     data: dict = field(default_factory=dict)  # name, classes, mean, std, file checksums
     seconds: float = 0.0  # training time so far
+
+    def __post_init__(self) -> None:
+        if isinstance(self.history, dict):  # as stored
+            self.history = History.from_stored(self.history)
+
+    def to_stored(self) -> dict:
+        """Plain values and tensors only: what `torch.load(weights_only=True)` reads back."""
+        stored = {item.name: getattr(self, item.name) for item in fields(self)}
+        return {**stored, "history": self.history.to_stored()}
 
     def save(self, path: str | Path) -> Path:
         # Serialised in memory first: torch.save straight to a file on a full disk fails with an
         # obscure RuntimeError, while write_atomic turns the OSError into a clear message.
         buffer = io.BytesIO()
-        torch.save(asdict(self), buffer)
+        torch.save(self.to_stored(), buffer)
         return write_atomic(path, buffer.getvalue())
 
     @classmethod
@@ -69,6 +116,10 @@ class Checkpoint:
                                 "use an earlier copy or train again")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in stored.items() if key in known})
+
+    def inference_model(self, source: str, use_ema: bool = True) -> LoadedModel:
+        """The run's network for reading: its weight average where it kept one."""
+        return _from_checkpoint(self, source, use_ema)
 
 
 # What each field of a stored checkpoint must be, so a damaged or crafted file fails here, clearly.
@@ -94,6 +145,9 @@ def _checkpoint_problems(stored: dict) -> list[str]:
     history = stored.get("history", {})
     if not all(isinstance(history.get(split), list) for split in ("train", "test")):
         problems.append("history lacks its train and test lists")
+    elif not all(_is_row(row, len(kind._fields)) for split, kind in (("train", TrainPoint), ("test", TestPoint))
+                 for row in history[split]):
+        problems.append("history holds rows other than lists of numbers")
     if any(stored.get(key, 0) < 0 for key in ("epoch", "batch", "step")):
         problems.append("its epoch, batch or step count is negative")
     data = stored.get("data", {})
@@ -102,6 +156,11 @@ def _checkpoint_problems(stored: dict) -> list[str]:
     except ValueError as error:
         problems.append(str(error))
     return problems
+
+
+def _is_row(row, length: int) -> bool:
+    return (isinstance(row, (list, tuple)) and len(row) == length
+            and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in row))
 
 
 def parse_normalisation(mean, std, classes) -> tuple[float, float, tuple[str, ...]]:
@@ -178,6 +237,18 @@ def save_weights(path: str | Path, model_name: str, model: nn.Module, data: dict
               "classes": json.dumps(list(data["classes"])), **{k: str(v) for k, v in (metadata or {}).items()}}
     state = {key: value.contiguous() for key, value in model.state_dict().items()}
     return write_atomic(path, save(state, metadata=header))  # bytes first, as in Checkpoint.save
+
+
+def export_weights(loaded: LoadedModel, data: Dataset, out: str | Path) -> tuple[Path, float]:
+    """The shippable form of a model: its (averaged) weights, normalisation, classes and test accuracy
+    in the header. Returns the file written and that accuracy."""
+    predictions = classify(loaded.model, data.test_images, loaded.mean, loaded.std).argmax(1).cpu()
+    accuracy = int((predictions == data.test_labels).sum()) / max(len(data.test_labels), 1)
+    normalisation = {"mean": loaded.mean, "std": loaded.std, "classes": loaded.classes}
+    path = save_weights(out, loaded.name, loaded.model, normalisation,
+                        metadata={"accuracy": f"{accuracy:.4f}", "dataset": data.name, "source": loaded.source,
+                                  "data_sha256": json.dumps(data.checksums)})
+    return path, accuracy
 
 
 def _load_safetensors(path: Path) -> LoadedModel:

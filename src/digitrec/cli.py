@@ -7,13 +7,19 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, Interrupted
+
+if TYPE_CHECKING:  # only for annotations: importing them costs torch, which not every command needs
+    from digitrec.checkpoint import Checkpoint
+    from digitrec.data import Dataset
+    from digitrec.run import Run
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -39,40 +45,29 @@ def tcp_port(text: str) -> int:
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """Every hyper-parameter; unset flags keep the preset's recipe (None)."""
+    """A flag for every setting of TrainConfig that has one; unset flags keep the preset's recipe (None)."""
+    from digitrec.config import SETTING_TYPES, TrainConfig, choices, flag_name
+
     group = parser.add_argument_group("training settings (default: the model preset's recipe)")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--test-batch-size", type=int)
-    group.add_argument("--optimizer", help="sgd, nesterov, adam, adamw or adadelta")
-    group.add_argument("--lr", type=float, help="learning rate (the peak one for --schedule onecycle)")
-    group.add_argument("--momentum", type=float)
-    group.add_argument("--weight-decay", type=float)
-    group.add_argument("--schedule", help="none, onecycle or step")
-    group.add_argument("--gamma", type=float, help="learning-rate factor per epoch for --schedule step")
-    group.add_argument("--label-smoothing", type=float)
-    group.add_argument("--augment", help="none, affine (random rotation, scale, shear, shift and pen width: "
-                       "handwriting), elastic (affine plus a smooth random warp), flip (mirror and shift: "
-                       "pictures of things, such as Fashion-MNIST) or auto (the data set's own)")
-    group.add_argument("--ema", type=float, help="decay of a moving average of the weights, e.g. 0.999; 0 is off")
-    group.add_argument("--seed", type=int)
-    group.add_argument("--log-interval", type=int, help="batches between log lines")
-    group.add_argument("--checkpoint-every", type=positive_int, help="also save every N batches")
-    group.add_argument("--eval-every", type=positive_int, help="test every N batches inside an epoch")
-    group.add_argument("--target-accuracy", type=float, help="stop once the test accuracy reaches this, e.g. 0.99")
-    group.add_argument("--train-subset", type=positive_int, help="train on the first N images only")
-    group.add_argument("--device", help="auto (default), cpu, cuda or mps")
-    group.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
-    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                       help="NHWC memory layout for the convolutions")
-    group.add_argument("--precision", help="fp32, bf16 (the forward pass in bfloat16, weights kept in fp32: "
-                       "about 2x faster on CPUs with AVX512-BF16 or AMX) or auto (bf16 where it is native)")
+    for setting in dataclasses.fields(TrainConfig):
+        if not setting.metadata["flag"]:
+            continue
+        kind, options = SETTING_TYPES[setting.name], {"help": setting.metadata["help"] or None}
+        if kind is bool:
+            options.update(action=argparse.BooleanOptionalAction, default=None)
+        elif allowed := choices(setting.name):
+            options["choices"] = allowed
+        else:
+            options["type"] = positive_int if setting.metadata["counts"] else kind
+        group.add_argument(flag_name(setting.name), **options)
 
 
-TRAINING_KEYS = ("epochs", "batch_size", "test_batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                 "schedule", "gamma", "label_smoothing", "augment", "ema", "seed", "log_interval",
-                 "checkpoint_every", "eval_every", "target_accuracy", "train_subset", "device", "threads",
-                 "channels_last", "precision")
+def training_settings(args: argparse.Namespace) -> dict:
+    """The values of add_training_flags' flags, by setting name (None where not given)."""
+    from digitrec.config import TrainConfig
+
+    return {setting.name: getattr(args, setting.name) for setting in dataclasses.fields(TrainConfig)
+            if setting.metadata["flag"]}
 
 
 def add_backend_flag(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +78,14 @@ def add_backend_flag(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digitrec", description="Learn to read handwritten digits, then read them.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_train_parser, add_resume_parser, add_evaluate_parser, add_export_parser, add_plot_parser,
+                add_predict_parser, add_models_parser, add_data_parser, add_report_parser, add_compare_parser,
+                add_serve_parser):
+        add(commands)
+    return parser
 
+
+def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (default: the lab's tutorial recipe)")
     train.add_argument("--model", default="tutorial", help="preset: tutorial, mlp, fast or best")
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/MODEL, numbered if taken)")
@@ -94,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(train)
     add_training_flags(train)
 
+
+def add_resume_parser(commands: argparse._SubParsersAction) -> None:
     resume = commands.add_parser("resume", help="continue a run from its checkpoint")
     resume.add_argument("run", metavar="RUN", help="run folder")
     resume.add_argument("--epochs", type=int, help="train up to this many epochs in all")
     resume.add_argument("--data", metavar="DIR", help="where the run's data is now, if it moved")
     resume.add_argument("--no-plots", action="store_true")
 
+
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="score a model on the test split")
     evaluate.add_argument("model", metavar="MODEL", nargs="+", help="run folder, checkpoint.pt, .safetensors or "
                           "preset name; several: their ensemble (the mean of their probabilities)")
@@ -110,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_flag(evaluate)
     add_data_flags(evaluate)
 
+
+def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a model to ONNX, checked against PyTorch on the test set")
     export.add_argument("model", metavar="MODEL", help="run folder, checkpoint.pt, .safetensors or preset name")
     export.add_argument("--format", default="onnx", choices=["onnx", "safetensors"],
@@ -121,10 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="int8 method: static (default; calibrated, several times faster on CNNs) or dynamic")
     add_data_flags(export)
 
+
+def add_plot_parser(commands: argparse._SubParsersAction) -> None:
     plot = commands.add_parser("plot", help="redraw a run's samples.png, loss.png and predictions.png")
     plot.add_argument("run", metavar="RUN")
     add_data_flags(plot)
 
+
+def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="read the digits in pictures (default model: the shipped best)")
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="picture files, folders (searched recursively for pictures) or - for standard input")
@@ -134,20 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--single", action="store_true", help="read each whole picture as one digit")
     add_backend_flag(predict)
 
+
+def add_models_parser(commands: argparse._SubParsersAction) -> None:
     commands.add_parser("models", help="list the model presets")
 
+
+def add_data_parser(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="find (or download) a data set and describe it")
     add_data_flags(data)
 
+
+def add_report_parser(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="write a run's evaluation report: report.html and metrics.json")
     report.add_argument("run", metavar="RUN", help="run folder")
     report.add_argument("--out", metavar="DIR", help="where to write them (default: the run folder)")
     add_data_flags(report)
 
+
+def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="compare runs: a table and one figure of their curves")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders")
     compare.add_argument("--out", metavar="FILE", default="compare.png", help="the figure (default: compare.png)")
 
+
+def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="the HTTP API and the draw-a-digit web page")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=tcp_port, default=8000, help="1 to 65535 (default 8000)")
@@ -158,69 +180,47 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--queue", type=int, help="requests that may wait for a thread before 503 (default 16)")
     serve.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body accepted (default 10 MB)")
     add_backend_flag(serve)
-    return parser
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from digitrec.training import check_run_dir, default_run_dir, make_config, train
+    from digitrec.distributed import launch_processes, without_option
+    from digitrec.run import Run, default_run_dir
+    from digitrec.training import make_config, train
 
-    config = make_config(args.model, dataset=args.dataset, data_dir=args.data,
-                         **{key: getattr(args, key) for key in TRAINING_KEYS})
-    run_dir = Path(args.out) if args.out else default_run_dir(args.model)
+    config = make_config(args.model, dataset=args.dataset, data_dir=args.data, **training_settings(args))
+    run = Run(args.out or default_run_dir(args.model))
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:
-        check_run_dir(run_dir, args.force)
+        run.refuse_to_overwrite(args.force)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return launch_processes(args.nproc, run_dir)
+        return 0 if launch_processes(args.nproc, without_option(args.argv, "--nproc"), run.folder) else EXIT_ERROR
     data = _load_data(config.dataset, config.data_dir)
     if main_process:
         print(f"Training {config.model} on {data.name} ({len(data.train_images):,} train, "
-              f"{len(data.test_images):,} test) into {run_dir}; classes: {', '.join(data.classes)}", flush=True)
-    final = train(config, run_dir, data=data, log=_print)
-    return _finish(run_dir, final, data, args.no_plots) if main_process else 0
-
-
-def launch_processes(count: int, run_dir: Path) -> int:
-    """`digitrec train --nproc N ...` is `torchrun --standalone --nproc-per-node N -m digitrec train ...`."""
-    arguments, skip_value = [], False
-    for argument in sys.argv[1:]:
-        if skip_value or argument.startswith("--nproc="):
-            skip_value = False
-        elif argument == "--nproc":
-            skip_value = True
-        else:
-            arguments.append(argument)
-    arguments += ["--out", str(run_dir)]  # every process must agree on the folder
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
-    try:
-        torchrun(["--standalone", f"--nproc-per-node={count}", "-m", "digitrec", *arguments])
-    except ChildFailedError:
-        return EXIT_ERROR  # the processes have printed their own error
-    return 0
+              f"{len(data.test_images):,} test) into {run.folder}; classes: {', '.join(data.classes)}", flush=True)
+    final = train(config, run, data=data, log=_print)
+    return _finish(run, final, data, args.no_plots) if main_process else 0
 
 
 def command_resume(args: argparse.Namespace) -> int:
-    from digitrec.checkpoint import Checkpoint
+    from digitrec.run import Run
     from digitrec.training import resume
 
-    stored = Checkpoint.load(args.run)
-    data = _load_data(stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
-    final = resume(args.run, epochs=args.epochs, data_dir=args.data, log=_print, data=data)
-    return _finish(Path(args.run), final, data, args.no_plots)
+    run = Run.open(args.run)
+    data = _run_data(run, None, args.data)
+    final = resume(run, epochs=args.epochs, data_dir=args.data, log=_print, data=data)
+    return _finish(run, final, data, args.no_plots)
 
 
-def _finish(run_dir: Path, final, data, no_plots: bool) -> int:
+def _finish(run: Run, final: Checkpoint, data: Dataset, no_plots: bool) -> int:
     if not no_plots:
         from digitrec.plots import draw_run_plots
 
-        paths = draw_run_plots(run_dir, data)
+        paths = draw_run_plots(run, data)
         print("Plots: " + ", ".join(str(path) for path in paths))
-    test = final.history["test"][-1]
-    print(f"Final test accuracy after {final.epoch} epochs: {100 * test[3]:.2f}% "
-          f"(loss {test[2]:.4f}, {final.seconds:.1f} s of training); run folder: {run_dir}")
+    test = final.history.final_test
+    print(f"Final test accuracy after {final.epoch} epochs: {100 * test.accuracy:.2f}% "
+          f"(loss {test.loss:.4f}, {final.seconds:.1f} s of training); run folder: {run.folder}")
     return 0
 
 
@@ -267,28 +267,30 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def export_weights(loaded, data, out: str) -> int:
-    """The shippable form of a model: its (averaged) weights, normalisation, classes and test accuracy."""
-    from digitrec.checkpoint import save_weights
-    from digitrec.evaluation import evaluate
+    """`digitrec export --format safetensors`: the weights file, and what is in it."""
+    from digitrec.checkpoint import export_weights as write_weights_file
 
-    result = evaluate(loaded, data)
-    save_weights(out, loaded.name, loaded.model, {"mean": loaded.mean, "std": loaded.std, "classes": loaded.classes},
-                 metadata={"accuracy": f"{result.accuracy:.4f}", "dataset": data.name, "source": loaded.source,
-                           "data_sha256": json.dumps(data.checksums)})
-    print(f"Wrote {loaded.name} weights from {loaded.source} to {out} ({Path(out).stat().st_size / 1024:.0f} KiB); "
-          f"test accuracy {100 * result.accuracy:.2f}% on {data.name}")
+    path, accuracy = write_weights_file(loaded, data, out)
+    print(f"Wrote {loaded.name} weights from {loaded.source} to {out} ({path.stat().st_size / 1024:.0f} KiB); "
+          f"test accuracy {100 * accuracy:.2f}% on {data.name}")
     return 0
 
 
 def command_plot(args: argparse.Namespace) -> int:
-    from digitrec.checkpoint import Checkpoint
     from digitrec.plots import draw_run_plots
+    from digitrec.run import Run
 
-    stored = Checkpoint.load(args.run)
-    data = _load_data(args.dataset or stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
-    for path in draw_run_plots(args.run, data):
+    run = Run.open(args.run)
+    for path in draw_run_plots(run, _run_data(run, args.dataset, args.data)):
         print(path)
     return 0
+
+
+def _run_data(run: Run, dataset: str | None, folder: str | None) -> Dataset:
+    """The data set a run was trained on, unless --dataset or --data say otherwise. Loads the run's
+    checkpoint (once), which every caller needs next: a damaged run fails before the data is read."""
+    stored = run.checkpoint.config
+    return _load_data(dataset or stored.get("dataset", "mnist"), folder or stored.get("data_dir"))
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -324,12 +326,11 @@ def command_serve(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from digitrec.checkpoint import Checkpoint
     from digitrec.report import write_report
+    from digitrec.run import Run
 
-    stored = Checkpoint.load(args.run)
-    data = _load_data(args.dataset or stored.config.get("dataset", "mnist"), args.data or stored.config.get("data_dir"))
-    report = write_report(args.run, data, args.out)
+    run = Run.open(args.run)
+    report = write_report(run, _run_data(run, args.dataset, args.data), args.out)
     metrics = report.metrics
     print(f"{metrics['model']} on {metrics['dataset']}: accuracy {100 * metrics['accuracy']:.2f}%, "
           f"loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['calibration']['ece']:.4f}")
@@ -396,9 +397,9 @@ COMMANDS = {"train": command_train, "resume": command_resume, "evaluate": comman
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from digitrec.training import Interrupted
-
+    args.argv = argv  # what a command that starts more processes of itself passes on
     try:
         return COMMANDS[args.command](args)
     except DigitrecError as error:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from digitrec.config import Augmentation
 from digitrec.errors import DigitrecError, write_atomic
 
 IDX_TYPES = {0x08: torch.uint8}  # MNIST-format data sets only use unsigned bytes
@@ -40,7 +41,7 @@ class DatasetInfo:
     mirrors: tuple[str, ...]
     md5: dict[str, str]  # of the original .gz files, checked on download
     system_folders: tuple[str, ...] = ()
-    augment: str = "affine"  # what `--augment auto` means for it: handwriting's distortions, or mirror-and-shift
+    augment: Augmentation = Augmentation.AFFINE  # what `--augment auto` means: handwriting's distortions, or mirror-and-shift
 
 
 DATASETS = {
@@ -67,15 +68,15 @@ DATASETS = {
             "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
         },
         system_folders=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
-        augment="flip",  # a mirrored shoe is a shoe; a tilted or thicker-lined one is not how the data was made
+        augment=Augmentation.FLIP,  # a mirrored shoe is a shoe; a tilted or thicker-lined one is not how the data was made
     ),
 }
 
 
-def own_augmentation(dataset: str | None) -> str:
+def own_augmentation(dataset: str | None) -> Augmentation:
     """What `--augment auto` means for a data set; a folder of unknown IDX files counts as handwriting."""
     info = DATASETS.get(dataset or "mnist")
-    return info.augment if info else "affine"
+    return info.augment if info else Augmentation.AFFINE
 
 
 @dataclass(frozen=True)

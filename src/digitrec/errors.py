@@ -1,7 +1,8 @@
-"""The one exception type a user ever sees, and atomic file writes."""
+"""The one exception type a user ever sees, the stop after a signal, and atomic file writes."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,14 @@ class DigitrecError(Exception):
     """
 
 
+class Interrupted(Exception):
+    """Raised after a Ctrl-C or SIGTERM, once the checkpoint is safely written."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
 class InputTooLarge(DigitrecError):
     """An upload or image over a size limit (the server answers 413)."""
 
@@ -45,7 +54,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) 
     temporary_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        prefix, suffix = _temporary_affixes(path)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
         os.close(descriptor)
         temporary_path = Path(temporary)
         if callable(write):
@@ -67,6 +77,21 @@ def write_atomic(path: str | Path, write: Callable[[Path], None] | bytes | str) 
             temporary_path.unlink(missing_ok=True)
         raise
     return path
+
+
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    # Hidden, and named after the file, so a leftover is easy to tell apart and to find again.
+    return f".{path.name}.", ".tmp"
+
+
+def remove_leftover_writes(path: str | Path) -> list[Path]:
+    """Delete the temporary files that writes of `path` cut short by a kill left beside it."""
+    path = Path(path)
+    prefix, suffix = _temporary_affixes(path)
+    leftovers = sorted(path.parent.glob(f"{glob.escape(prefix)}*{suffix}"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 def _fsync_folder(folder: Path) -> None:

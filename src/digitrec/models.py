@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitrec.augmentation import move_images
 from digitrec.data import normalize
 from digitrec.errors import DigitrecError
 
@@ -94,17 +95,6 @@ class BestNet(nn.Module):
 View = tuple[int, int, bool]
 TTA_VIEWS: tuple[View, ...] = ((0, 0, False), (1, 0, False), (-1, 0, False), (0, 1, False), (0, -1, False))
 TTA_MIRRORED_VIEWS: tuple[View, ...] = TTA_VIEWS + tuple((dx, dy, True) for dx, dy, _ in TTA_VIEWS)
-
-
-def move_images(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-    """Each image (N, 1, H, W) mirrored left to right where `mirror`, then moved dx, dy whole pixels
-    (right and down), zeros coming in at the edges; one grid_sample that hits pixel centres exactly."""
-    height, width = images.shape[-2:]
-    ones, zeros = torch.ones(len(images), device=images.device), torch.zeros(len(images), device=images.device)
-    theta = torch.stack([torch.stack([torch.where(mirror, -ones, ones), zeros, -2 * dx / width], dim=1),
-                         torch.stack([zeros, ones, -2 * dy / height], dim=1)], dim=1).to(images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 class Ensemble(nn.Module):

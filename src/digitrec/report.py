@@ -16,23 +16,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import matplotlib
+import torch
+import torch.fx
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import nn
 
-matplotlib.use("Agg")  # files only, never a window
-import jinja2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.fx  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
-
-from digitrec.checkpoint import Checkpoint, LoadedModel, load_model  # noqa: E402
-from digitrec.data import Dataset, normalize  # noqa: E402
-from digitrec.errors import DigitrecError, write_atomic  # noqa: E402
-from digitrec.evaluation import Evaluation, evaluate  # noqa: E402
-from digitrec.models import build_model, count_parameters  # noqa: E402
-from digitrec.plots import save_figure  # noqa: E402
+from digitrec.checkpoint import Checkpoint, History, LoadedModel, TestPoint
+from digitrec.data import Dataset, normalize
+from digitrec.errors import DigitrecError, write_atomic
+from digitrec.evaluation import Evaluation, evaluate
+from digitrec.models import build_model, count_parameters
+from digitrec.plots import save_figure
+from digitrec.run import Run
 
 FEATURE_MAP_DIGITS = 3  # test images shown flowing through the network
 FEATURE_MAP_CHANNELS = 8  # channels shown per stage
@@ -120,10 +119,9 @@ def first_layer_filters(model: nn.Module, image_shape: tuple[int, int]) -> tuple
 
 # --- Figures -------------------------------------------------------------------------------------
 
-def _data_uri(figure) -> str:
+def _data_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -133,12 +131,13 @@ def _image_uri(image: torch.Tensor) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...]):
+def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...]) -> Figure:
     counts = torch.tensor(confusion, dtype=torch.float64)
     # Colour by the share of each true class, so rare and common classes read alike.
     shares = counts / counts.sum(1, keepdim=True).clamp(min=1)
     size = 1.6 + 0.55 * len(classes)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 1, size))
+    axis = figure.subplots()
     image = axis.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
     for true in range(len(classes)):
         for predicted in range(len(classes)):
@@ -154,11 +153,12 @@ def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...]):
     return figure
 
 
-def reliability_figure(calibration: dict):
+def reliability_figure(calibration: dict) -> Figure:
     bins = calibration["bins"]
     width = bins[0]["upper"] - bins[0]["lower"]
     centers = [(b["lower"] + b["upper"]) / 2 for b in bins]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    figure = Figure(figsize=(5, 6))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.bar(centers, [b["accuracy"] for b in bins], width=width, edgecolor="black", label="accuracy")
     top.bar(centers, [b["confidence"] - b["accuracy"] if b["count"] else 0 for b in bins], width=width,
             bottom=[b["accuracy"] for b in bins], color="red", alpha=0.3, edgecolor="red", label="gap to confidence")
@@ -175,20 +175,23 @@ def reliability_figure(calibration: dict):
     return figure
 
 
-def _epoch_boundaries(history: dict) -> list[int]:
-    return [row[1] for row in history["test"] if row[0] > 0 and float(row[0]).is_integer()]
+def _epoch_boundaries(history: History) -> list[int]:
+    return [point.examples for point in history.test if point.epoch > 0 and float(point.epoch).is_integer()]
 
 
-def training_figure(history: dict):
+def training_figure(history: History) -> Figure:
     """Loss, test accuracy and learning rate against examples seen, over the whole run and its resumes."""
-    figure, (loss_axis, accuracy_axis, rate_axis) = plt.subplots(1, 3, figsize=(14, 3.8))
-    train, test = history.get("train", []), history.get("test", [])
+    figure = Figure(figsize=(14, 3.8))
+    loss_axis, accuracy_axis, rate_axis = figure.subplots(1, 3)
+    train, test = history.train, history.test
     if train:
-        loss_axis.plot([row[0] for row in train], [row[1] for row in train], linewidth=0.8, label="train loss")
-        rate_axis.plot([row[0] for row in train], [row[2] for row in train], color="green")
+        seen = [point.examples for point in train]
+        loss_axis.plot(seen, [point.loss for point in train], linewidth=0.8, label="train loss")
+        rate_axis.plot(seen, [point.learning_rate for point in train], color="green")
     if test:
-        loss_axis.plot([row[1] for row in test], [row[2] for row in test], "o-", color="red", label="test loss")
-        accuracy_axis.plot([row[1] for row in test], [100 * row[3] for row in test], "o-", color="red")
+        seen = [point.examples for point in test]
+        loss_axis.plot(seen, [point.loss for point in test], "o-", color="red", label="test loss")
+        accuracy_axis.plot(seen, [100 * point.accuracy for point in test], "o-", color="red")
     for axis, title in ((loss_axis, "loss"), (accuracy_axis, "test accuracy (%)"), (rate_axis, "learning rate")):
         for boundary in _epoch_boundaries(history):
             axis.axvline(boundary, color="gray", linewidth=0.5, linestyle=":")
@@ -209,10 +212,11 @@ def _tile(images: torch.Tensor, columns: int) -> torch.Tensor:
     return grid.reshape(rows * (height + 1), columns * (width + 1))[:-1, :-1]
 
 
-def filters_figure(title: str, filters: torch.Tensor):
+def filters_figure(title: str, filters: torch.Tensor) -> Figure:
     columns = min(8, len(filters))
     rows = math.ceil(len(filters) / columns)
-    figure, axis = plt.subplots(figsize=(columns * 0.8, rows * 0.8 + 0.4))
+    figure = Figure(figsize=(columns * 0.8, rows * 0.8 + 0.4))
+    axis = figure.subplots()
     limit = filters.abs().max().item() or 1.0  # one scale for all, centred on zero: white is 0
     axis.imshow(_tile(filters, columns).numpy(), cmap=FILTER_COLOURS, vmin=-limit, vmax=limit, interpolation="none")
     axis.axis("off")
@@ -220,9 +224,10 @@ def filters_figure(title: str, filters: torch.Tensor):
     return figure
 
 
-def feature_map_figure(image: torch.Tensor, label: str, stages: list[tuple[str, torch.Tensor]]):
+def feature_map_figure(image: torch.Tensor, label: str, stages: list[tuple[str, torch.Tensor]]) -> Figure:
     shown = [(name, maps) for name, maps in stages if maps.dim() == 3 and min(maps.shape[1:]) > 1]
-    figure, axes = plt.subplots(len(shown) + 1, 1, figsize=(8, 1.15 * (len(shown) + 1)), squeeze=False)
+    figure = Figure(figsize=(8, 1.15 * (len(shown) + 1)))
+    axes = figure.subplots(len(shown) + 1, 1, squeeze=False)
     axes = axes[:, 0]
     axes[0].imshow(image.numpy(), cmap="gray", interpolation="none")
     axes[0].set_title(f"input: {label}", fontsize=9, loc="left")
@@ -250,27 +255,28 @@ class Report:
 
 
 def _timings(checkpoint: Checkpoint, evaluation: Evaluation, evaluation_seconds: float) -> dict:
-    examples = checkpoint.history["test"][-1][1] if checkpoint.history.get("test") else 0
+    final = checkpoint.history.final_test
+    examples = final.examples if final else 0
     return {"training_seconds": round(checkpoint.seconds, 3), "examples_seen": examples,
             "training_examples_per_second": round(examples / checkpoint.seconds, 1) if checkpoint.seconds else None,
             "evaluation_seconds": round(evaluation_seconds, 3),
             "evaluation_images_per_second": round(evaluation.total / evaluation_seconds, 1) if evaluation_seconds else None}
 
 
-def write_report(run_dir: str | Path, data: Dataset, out_dir: str | Path | None = None) -> Report:
+def write_report(run_dir: str | Path | Run, data: Dataset, out_dir: str | Path | None = None) -> Report:
     """Evaluate the run on `data`'s test split and write report.html and metrics.json into `out_dir`."""
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir
-    checkpoint = Checkpoint.load(run_dir)
-    loaded = load_model(run_dir)
+    run = Run.open(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run.folder
+    checkpoint = run.checkpoint
+    loaded = run.inference_model()
     image_shape = tuple(data.test_images.shape[1:])
     evaluation_started = time.perf_counter()
     evaluation = evaluate(loaded, data)
     evaluation_seconds = time.perf_counter() - evaluation_started
     stored_checksums = checkpoint.data.get("checksums", {})
     metrics = {
-        "run": str(run_dir), "model": loaded.name, "source": loaded.source, "backend": "torch", "dataset": data.name,
+        "run": run.source, "model": loaded.name, "source": loaded.source, "backend": "torch", "dataset": data.name,
         **evaluation.summary(),
         "epochs": checkpoint.epoch,
         "model_summary": model_summary(loaded.model, image_shape),
@@ -279,7 +285,7 @@ def write_report(run_dir: str | Path, data: Dataset, out_dir: str | Path | None 
                  "checksums": data.checksums, "trained_on": stored_checksums,
                  "checksums_match": not stored_checksums or stored_checksums == data.checksums},
         "timings": _timings(checkpoint, evaluation, evaluation_seconds),
-        "history": checkpoint.history,
+        "history": checkpoint.history.to_stored(),
         "written": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -298,7 +304,7 @@ def write_report(run_dir: str | Path, data: Dataset, out_dir: str | Path | None 
     mistake_images = {m["index"]: _image_uri(data.test_images[m["index"]]) for m in metrics["worst_mistakes"]}
     metrics["timings"]["report_seconds"] = round(time.perf_counter() - started, 3)
 
-    html = _TEMPLATE.render(m=metrics, figures=figures, mistake_images=mistake_images,
+    html = _TEMPLATE.render(m=metrics, tests=checkpoint.history.test, figures=figures, mistake_images=mistake_images,
                             filters_title=filters[0] if filters else None,
                             feature_stages=[name for name, _ in stages])
     html_path = write_atomic(out_dir / "report.html", html)
@@ -313,32 +319,43 @@ COMPARE_COLUMNS = {  # column -> how to show its values
     "test loss": "{:.4f}", "accuracy": "{:.2%}", "best": "{:.2%}"}
 
 
+NO_TEST = TestPoint(0, 0, float("nan"), float("nan"))  # a run stopped before its first test pass
+
+
 def compare_runs(run_dirs: list[str | Path], figure_path: str | Path) -> list[dict]:
     """One row per run from its checkpoint, and one figure with every run's curves overlaid."""
     if len(run_dirs) < 2:
         raise DigitrecError("compare needs at least two run folders, e.g. digitrec compare runs/fast runs/best")
-    runs = [(str(run_dir), Checkpoint.load(run_dir)) for run_dir in run_dirs]
-    rows = []
-    for name, checkpoint in runs:
-        test = checkpoint.history.get("test") or [[0, 0, float("nan"), float("nan")]]
-        rows.append({"run": name, "model": checkpoint.config["model"], "dataset": checkpoint.data.get("name", "?"),
-                     "epochs": checkpoint.epoch, "parameters": count_parameters(build_model(checkpoint.config["model"])),
-                     "train s": checkpoint.seconds, "test loss": test[-1][2], "accuracy": test[-1][3],
-                     "best": max(row[3] for row in test)})
-    figure, (train_axis, test_axis, accuracy_axis) = plt.subplots(1, 3, figsize=(15, 4))
-    for (name, checkpoint), color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(runs)):
-        train, test = checkpoint.history.get("train", []), checkpoint.history.get("test", [])
-        train_axis.plot([r[0] for r in train], [r[1] for r in train], color=color, linewidth=0.8, label=name)
-        test_axis.plot([r[1] for r in test], [r[2] for r in test], "o-", color=color, label=name)
-        accuracy_axis.plot([r[1] for r in test], [100 * r[3] for r in test], "o-", color=color, label=name)
+    runs = [(str(run_dir), Run.open(run_dir).checkpoint) for run_dir in run_dirs]
+    rows = [comparison_row(name, checkpoint) for name, checkpoint in runs]
+    save_figure(comparison_figure(runs), Path(figure_path))
+    return rows
+
+
+def comparison_row(name: str, checkpoint: Checkpoint) -> dict:
+    tests = checkpoint.history.test or [NO_TEST]
+    return {"run": name, "model": checkpoint.config["model"], "dataset": checkpoint.data.get("name", "?"),
+            "epochs": checkpoint.epoch, "parameters": count_parameters(build_model(checkpoint.config["model"])),
+            "train s": checkpoint.seconds, "test loss": tests[-1].loss, "accuracy": tests[-1].accuracy,
+            "best": max(point.accuracy for point in tests)}
+
+
+def comparison_figure(runs: list[tuple[str, Checkpoint]]) -> Figure:
+    figure = Figure(figsize=(15, 4))
+    train_axis, test_axis, accuracy_axis = figure.subplots(1, 3)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] * len(runs)
+    for (name, checkpoint), color in zip(runs, colors):
+        train, test = checkpoint.history.train, checkpoint.history.test
+        train_axis.plot([p.examples for p in train], [p.loss for p in train], color=color, linewidth=0.8, label=name)
+        test_axis.plot([p.examples for p in test], [p.loss for p in test], "o-", color=color, label=name)
+        accuracy_axis.plot([p.examples for p in test], [100 * p.accuracy for p in test], "o-", color=color, label=name)
     for axis, title in ((train_axis, "train loss"), (test_axis, "test loss"), (accuracy_axis, "test accuracy (%)")):
         axis.set_title(title)
         axis.set_xlabel("training examples seen")
         axis.legend(fontsize=8)
     test_axis.set_yscale("log")
     figure.tight_layout()
-    save_figure(figure, Path(figure_path))
-    return rows
+    return figure
 
 
 def format_table(rows: list[dict], columns: dict[str, str] = COMPARE_COLUMNS) -> str:
@@ -446,9 +463,9 @@ Bars below the diagonal mean overconfidence, above it underconfidence (label smo
 <p>The whole run, resumes included; dotted lines mark epoch ends.</p>
 <img class="figure" alt="training curves" src="{{ figures.training }}">
 <table><thead><tr><th>epoch</th><th>examples seen</th><th>test loss</th><th>test accuracy</th></tr></thead><tbody>
-{% for epoch, seen, loss, accuracy in m.history.test %}
-<tr class="test-row"><td class="number">{{ "%g" % epoch }}</td><td class="number">{{ "{:,}".format(seen) }}</td>
-<td class="number">{{ "%.4f" % loss }}</td><td class="number">{{ "%.2f%%" % (100 * accuracy) }}</td></tr>
+{% for point in tests %}
+<tr class="test-row"><td class="number">{{ "%g" % point.epoch }}</td><td class="number">{{ "{:,}".format(point.examples) }}</td>
+<td class="number">{{ "%.4f" % point.loss }}</td><td class="number">{{ "%.2f%%" % (100 * point.accuracy) }}</td></tr>
 {% endfor %}
 </tbody></table></section>
 

@@ -22,11 +22,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from digitrec.checkpoint import Checkpoint, LoadedModel
+from digitrec.checkpoint import LoadedModel
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
 from digitrec.models import count_parameters
 from digitrec.predict import default_model, read_image
 from digitrec.preprocess import decode_image
+from digitrec.run import Run
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 BODY_SECONDS = 30.0  # the longest a request body may take to arrive
@@ -199,8 +200,7 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
     weights = source / "checkpoint.pt" if source.is_dir() else source
     accuracy = loaded.metadata.get("accuracy")
     if accuracy is None and weights.suffix == ".pt":
-        history = Checkpoint.load(weights).history.get("test") or [[None] * 4]
-        accuracy = history[-1][3]
+        accuracy = Run.open(weights).accuracy
     return ModelInfo(name=loaded.name, source=loaded.source, parameters=count_parameters(loaded.model) or None,
                      size_bytes=weights.stat().st_size if weights.is_file() else None,
                      accuracy=float(accuracy) if accuracy is not None else None,
