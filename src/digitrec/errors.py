@@ -27,6 +27,17 @@ class DigitrecError(Exception):
     """
 
 
+TRAIN_EXTRA = "pip install 'digitrec[train]'"
+
+
+def require_torch(what: str = "training and PyTorch models") -> None:
+    """Raise the one line that says how to get PyTorch, on an install made for reading only."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise DigitrecError(f"{what} need the train extra: {TRAIN_EXTRA}") from None
+
+
 class InputTooLarge(DigitrecError):
     """An upload or image over a size limit (the server answers 413)."""
 
