@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from digitrec.classifier import parse_normalisation, pretrained_path
+from digitrec.classifier import CHECKPOINT_NAME, parse_normalisation, pretrained_path
 from digitrec.data import own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model, classify, count_parameters
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 @dataclass

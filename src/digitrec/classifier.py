@@ -22,6 +22,7 @@ import numpy as np
 
 from digitrec.errors import DigitrecError
 
+CHECKPOINT_NAME = "checkpoint.pt"  # a run folder's checkpoint (checkpoint.Checkpoint reads and writes it)
 INPUT_NAME = "images"
 OUTPUT_NAME = "log_probabilities"
 BATCH_SIZE = 1000  # images per run of the model: a test split at once would hold 10,000 feature maps
