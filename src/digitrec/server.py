@@ -94,7 +94,12 @@ INPUTS = Query(False, description="add the 28x28 image the model saw to each ite
 ImageFile = Annotated[UploadFile, File(description="the image: PNG, JPEG, GIF, BMP, WebP, TIFF...")]
 ImageFiles = Annotated[list[UploadFile], File(min_length=1, max_length=MAX_BATCH_IMAGES,
                                               description=f"1 to {MAX_BATCH_IMAGES} images, read in order")]
-RawImage = Annotated[bytes, Body(media_type="image/*", description="the image's bytes, sent with its own "
+# What a multipart part holds, which a type cannot say: OpenAPI's encoding, merged into the typed body.
+def images_in(field: str) -> dict:
+    return {"requestBody": {"content": {"multipart/form-data": {"encoding": {field: {"contentType": "image/*"}}}}}}
+
+
+RawImage = Annotated[bytes, Body(media_type="image/*", min_length=1, description="the image's bytes, sent with its own "
                                  "Content-Type (image/png, image/jpeg...)")]
 
 
@@ -308,13 +313,13 @@ def add_predict_routes(app: FastAPI, classifier: Classifier, pool: InferencePool
                "the image as a multipart field 'file' or as the raw body with Content-Type image/png, image/jpeg..."))
 
     # Tried in this order, each only for the Content-Type its body declares (ContentTypeRoute).
-    for path, endpoint in (("/api/predict", predict), ("/api/predict", predict_raw),
-                           ("/api/predict/batch", predict_batch), ("/api/predict", not_an_image),
-                           ("/api/predict/batch", not_an_image)):
+    for path, endpoint, extra in (("/api/predict", predict, images_in("file")), ("/api/predict", predict_raw, None),
+                                  ("/api/predict/batch", predict_batch, images_in("files")),
+                                  ("/api/predict", not_an_image, None), ("/api/predict/batch", not_an_image, None)):
         documented = endpoint is not not_an_image
         app.router.add_api_route(path, endpoint, methods=["POST"], route_class_override=ContentTypeRoute,
                                  responses=ERRORS if documented else None, include_in_schema=documented,
-                                 response_model_exclude_none=True,
+                                 response_model_exclude_none=True, openapi_extra=extra,
                                  form_limits={"max_files": MAX_BATCH_IMAGES, "max_fields": 8})
 
 
@@ -341,8 +346,20 @@ def one_operation_per_path(app: FastAPI) -> dict:
                 body["content"].update(operation["requestBody"]["content"])
         schema.setdefault("components", {}).setdefault("schemas", {}).update(
             other.get("components", {}).get("schemas", {}))
+    forms_take_only_their_fields(schema)
     app.openapi_schema = schema
     return schema
+
+
+def forms_take_only_their_fields(schema: dict) -> None:
+    """Say that a multipart body holds its own fields alone: the server reads at most 8 other fields
+    before it refuses a form (a bound on what a request may make it parse), and ignores them."""
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+            if form and "$ref" in form["schema"]:
+                name = form["schema"]["$ref"].rsplit("/", 1)[-1]
+                schema["components"]["schemas"][name]["additionalProperties"] = False
 
 
 def add_error_handlers(app: FastAPI) -> None:
