@@ -13,7 +13,7 @@ $(BIN)/digitrec: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU wheel first, so nothing below can pull a CUDA build of torch.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[train,test]'
 	touch $@
 
 install: $(BIN)/digitrec
