@@ -4,7 +4,7 @@
 
 Backends: PyTorch eager (the baseline), PyTorch with inference_mode and channels_last, onnxruntime
 fp32, and onnxruntime int8 by static and by dynamic quantization. Every backend runs through the
-wrapper inference uses (export.OnnxModel for onnxruntime), on normalised real MNIST test images.
+session inference uses (classifier.OnnxClassifier.run for onnxruntime), on normalised real MNIST test images.
 Weights are the shipped ones where a preset has them, else random (speed does not depend on them).
 
 The machine may be shared, so every measurement lets the backends take turns round by round (a
@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +36,7 @@ from digitrec.checkpoint import LoadedModel, load_model, pretrained_path  # noqa
 from digitrec.data import load_dataset, normalize  # noqa: E402
 from digitrec.classifier import OnnxClassifier, session_options  # noqa: E402
 from digitrec.export import calibration_images, quantize, to_onnx  # noqa: E402
-from digitrec.models import PRESETS, build_model  # noqa: E402
+from digitrec.models import PRESETS, build_model, one_torch_thread  # noqa: E402
 
 BATCH = 256
 CALLS_PER_ROUND = 20  # batch-1 calls per backend per round
@@ -91,16 +90,6 @@ def timings(runners: dict, inputs: torch.Tensor, rounds: int, calls: int,
                 run(inputs)
                 times[name].append(clock() - started)
     return times
-
-
-@contextmanager
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def measure(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> dict[str, dict]:

@@ -73,8 +73,9 @@ def main() -> None:
     body += (f"\n\n{args.runs} runs of each, taking turns, after one warm-up run each; `digitrec predict "
              f"{Path(args.picture).name}`. Goal: at most {GOAL_SECONDS} s and {GOAL_MB} MB: {verdict}.")
     print(body)
-    if not args.no_write:
-        write_section("predict-startup", "Start-up of `digitrec predict`", body)
+    if args.no_write:
+        return
+    write_section("predict-startup", "Start-up of `digitrec predict`", body)
 
 
 if __name__ == "__main__":

@@ -347,7 +347,7 @@ def command_predict(args: argparse.Namespace) -> int:
     else:
         classifier = default_model()
     failures = 0
-    with _one_torch_thread(classifier):
+    with _reading_threads(classifier):
         for path, result in read_pictures(args.paths, classifier, args.single, stdin=sys.stdin.buffer):
             failures += isinstance(result, DigitrecError)
             _print_reading(path, result, args.json, args.top_k)
@@ -366,22 +366,15 @@ def _print_reading(path: str, result, as_json: bool, top_k: int | None) -> None:
         print(f"{path}: {result.describe(top_k)}", flush=True)
 
 
-@contextlib.contextmanager
-def _one_torch_thread(classifier):
-    """PyTorch on one thread while a PyTorch model reads, as it was before after: one picture is a batch
+def _reading_threads(classifier) -> contextlib.AbstractContextManager:
+    """PyTorch on one thread while a PyTorch model reads, and as it was after: one picture is a batch
     of a few 28x28 images, and a pool of threads costs more to wake than it saves (on a busy CPU its
-    spinning makes a 1 ms batch take 100 ms). An onnxruntime model sizes its own pool."""
-    if "torch" not in sys.modules or classifier.metadata.get("backend") == "onnx":
-        yield
-        return
-    import torch
+    spinning makes a 1 ms batch take 100 ms). An onnxruntime model was opened with one thread."""
+    if classifier.metadata.get("backend") == "onnx":
+        return contextlib.nullcontext()
+    from digitrec.models import one_torch_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return one_torch_thread()
 
 
 def _load_data(name: str | None, folder: str | None):

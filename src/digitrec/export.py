@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # onnx is imported where a graph is made, not at start-up
 
     from digitrec.classifier import Classifier
 
-# onnx and onnxruntime are imported where they are used: the torch backend goes through
-# load_backend too, and should not pay for loading them.
+# onnx and onnxruntime are imported where they are used: importing this module for export or its
+# cache should not pay for loading them before they are needed.
 
 OPSET = 17
 QUANTIZATIONS = ("static", "dynamic")
