@@ -94,8 +94,10 @@ INPUTS = Query(False, description="add the 28x28 image the model saw to each ite
 ImageFile = Annotated[UploadFile, File(description="the image: PNG, JPEG, GIF, BMP, WebP, TIFF...")]
 ImageFiles = Annotated[list[UploadFile], File(min_length=1, max_length=MAX_BATCH_IMAGES,
                                               description=f"1 to {MAX_BATCH_IMAGES} images, read in order")]
-# What a multipart part holds, which a type cannot say: OpenAPI's encoding, merged into the typed body.
+
+
 def images_in(field: str) -> dict:
+    """What a multipart part holds, which a type cannot say: OpenAPI's encoding, merged into the typed body."""
     return {"requestBody": {"content": {"multipart/form-data": {"encoding": {field: {"contentType": "image/*"}}}}}}
 
 
