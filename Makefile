@@ -49,6 +49,7 @@ fashion: install
 benchmarks: install
 	$(BIN)/python benchmarks/train_speed.py --best-run runs/best runs/best-seed2 runs/best-seed3 --baseline-epochs 1
 	$(BIN)/python benchmarks/infer_speed.py
+	$(BIN)/python benchmarks/predict_startup.py
 	$(BIN)/python benchmarks/read_photos.py
 	$(BIN)/python benchmarks/serve_load.py --backend onnx
 	$(BIN)/python benchmarks/fashion.py runs/best-fashion

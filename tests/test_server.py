@@ -379,3 +379,27 @@ def test_a_slow_upload_is_cut_off_with_408(quick_model):
     assert b" 408 " in status_line, answer[:300]
     assert b"did not arrive within 1 s" in rest
     assert 0.5 < waited < 5
+
+
+def test_serving_the_shipped_model_imports_no_torch_or_training():
+    from digitrec.classifier import pretrained_path
+
+    if not pretrained_path("best", ".onnx"):
+        pytest.skip("the package ships no best.onnx")
+    script = (
+        "import asyncio, io, sys\n"
+        "import httpx\n"
+        "from PIL import Image\n"
+        "from digitrec.server import create_app, open_for_serving\n"
+        "app = create_app(open_for_serving(None))\n"
+        "picture = io.BytesIO()\n"
+        "Image.new('L', (60, 40), 255).save(picture, 'PNG')\n"
+        "async def ask():\n"
+        "    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url='http://test') as client:\n"
+        "        return await client.post('/api/predict', files={'file': ('a.png', picture.getvalue(), 'image/png')})\n"
+        "print(asyncio.run(ask()).status_code)\n"
+        "heavy = ('torch', 'digitrec.training', 'digitrec.checkpoint', 'matplotlib', 'onnx')\n"
+        "print(sorted(name for name in heavy if sys.modules.get(name)))\n")
+    answer = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == ["422", "[]"]
