@@ -252,3 +252,20 @@ def test_single_takes_all_the_ink_as_one_digit():
     assert len(preprocess_image(image)) == 2
     [whole] = preprocess_image(image, single=True)
     assert whole.box[0] < 100 < 390 < whole.box[2]
+
+
+def test_reading_settings_are_a_value_each_call_can_change():
+    from dataclasses import FrozenInstanceError, replace
+
+    from digitrec.preprocess import DEFAULT_SETTINGS
+
+    with pytest.raises(FrozenInstanceError):
+        DEFAULT_SETTINGS.min_contrast = 0.9  # nobody changes the reading for everyone else
+    picture = page((500, 240), [one(100, 40), zero(300, 40)])
+    assert len(preprocess_image(picture)) == 2
+    # Ink must now differ from the paper by more than it does: nothing stands out, for this call only.
+    assert preprocess_image(picture, settings=replace(DEFAULT_SETTINGS, min_contrast=0.95)) == []
+    # A digit with less than 90% of the inkiest one's ink is taken for a dash: the 1 goes, the 0 stays.
+    [zero_only] = preprocess_image(picture, settings=replace(DEFAULT_SETTINGS, dash_fraction=0.9))
+    assert zero_only.box[0] > 250
+    assert len(preprocess_image(picture)) == 2
