@@ -13,7 +13,7 @@ $(BIN)/digitrec: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# The CPU wheel first, so nothing below can pull a CUDA build of torch.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[train,test]'
 	touch $@
 
 install: $(BIN)/digitrec
@@ -53,6 +53,7 @@ fashion: install
 benchmarks: install
 	$(BIN)/python benchmarks/train_speed.py --best-run runs/best runs/best-seed2 runs/best-seed3 --baseline-epochs 1
 	$(BIN)/python benchmarks/infer_speed.py
+	$(BIN)/python benchmarks/predict_startup.py
 	$(BIN)/python benchmarks/read_photos.py
 	$(BIN)/python benchmarks/serve_load.py --backend onnx
 	$(BIN)/python benchmarks/fashion.py runs/best-fashion

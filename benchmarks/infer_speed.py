@@ -4,7 +4,7 @@
 
 Backends: PyTorch eager (the baseline), PyTorch with inference_mode and channels_last, onnxruntime
 fp32, and onnxruntime int8 by static and by dynamic quantization. Every backend runs through the
-wrapper inference uses (export.OnnxModel for onnxruntime), on normalised real MNIST test images.
+session inference uses (classifier.OnnxClassifier.run for onnxruntime), on normalised real MNIST test images.
 Weights are the shipped ones where a preset has them, else random (speed does not depend on them).
 
 The machine may be shared, so every measurement lets the backends take turns round by round (a
@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +34,9 @@ from markdown import table, write_section  # noqa: E402
 
 from digitrec.checkpoint import LoadedModel, load_model, pretrained_path  # noqa: E402
 from digitrec.data import load_dataset, normalize  # noqa: E402
-from digitrec.export import OnnxModel, calibration_images, quantize, session_options, to_onnx  # noqa: E402
-from digitrec.models import PRESETS, build_model  # noqa: E402
+from digitrec.classifier import OnnxClassifier, session_options  # noqa: E402
+from digitrec.export import calibration_images, quantize, to_onnx  # noqa: E402
+from digitrec.models import PRESETS, build_model, one_torch_thread  # noqa: E402
 
 BATCH = 256
 CALLS_PER_ROUND = 20  # batch-1 calls per backend per round
@@ -67,7 +67,14 @@ def backends(loaded: LoadedModel, graphs: dict[str, bytes], threads: int) -> dic
             return channels_last(images.contiguous(memory_format=torch.channels_last))
 
     return {EAGER: eager, "PyTorch inference_mode + channels_last": inference_mode,
-            **{f"onnxruntime {precision}": OnnxModel(content, threads) for precision, content in graphs.items()}}
+            **{f"onnxruntime {precision}": session_runner(content, threads=threads)
+               for precision, content in graphs.items()}}
+
+
+def session_runner(graph: bytes, **options) -> Callable:
+    """An onnxruntime session as a function of a normalised batch, like the PyTorch ones."""
+    classifier = OnnxClassifier(graph, options=session_options(**options))
+    return lambda images: classifier.run(images.numpy())
 
 
 def timings(runners: dict, inputs: torch.Tensor, rounds: int, calls: int,
@@ -83,16 +90,6 @@ def timings(runners: dict, inputs: torch.Tensor, rounds: int, calls: int,
                 run(inputs)
                 times[name].append(clock() - started)
     return times
-
-
-@contextmanager
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def measure(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> dict[str, dict]:
@@ -126,9 +123,9 @@ def session_settings(loaded: LoadedModel, graphs: dict[str, bytes], images: torc
     }
     per_work = [label for label, setting in settings.items() if set(setting) <= {"optimization"}]
     precisions = ("fp32", "int8 static")
-    runners = {(precision, label): OnnxModel(graphs[precision], options=session_options(**setting))
+    runners = {(precision, label): session_runner(graphs[precision], **setting)
                for precision in precisions for label, setting in settings.items()}
-    single = {(precision, label): OnnxModel(graphs[precision], options=session_options(threads=1, **settings[label]))
+    single = {(precision, label): session_runner(graphs[precision], **{"threads": 1, **settings[label]})
               for precision in precisions for label in per_work}
     latency = timings(runners, images[:1].clone(), rounds, CALLS_PER_ROUND)
     throughput = timings(runners, images[:BATCH].clone(), rounds, 3)

@@ -21,6 +21,7 @@ import argparse
 import io
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,36 +32,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_photos import Photo, make_photos, number_photo  # noqa: E402
 from markdown import table, write_section  # noqa: E402
 
-from digitrec import predict  # noqa: E402
-from digitrec.checkpoint import LoadedModel  # noqa: E402
+from digitrec.classifier import Classifier  # noqa: E402
 from digitrec.data import load_dataset  # noqa: E402
 from digitrec.errors import DigitrecError  # noqa: E402
-from digitrec.export import load_backend  # noqa: E402
-from digitrec.models import classify  # noqa: E402
-from digitrec.predict import default_model, read_image  # noqa: E402
+from digitrec.inference import default_model, open_model  # noqa: E402
+from digitrec.predict import read_image  # noqa: E402
+from digitrec.preprocess import DEFAULT_SETTINGS, ReadingSettings  # noqa: E402
 
 SPEED_PHOTOS = 100  # 1000x300 photos of six digits, timed apart from the accuracy set
 
 
-def naive_read(data: bytes, loaded: LoadedModel, count: int = 1) -> str:
+def naive_read(data: bytes, loaded: Classifier, count: int = 1) -> str:
     """The baseline: grayscale, light paper inverted, `count` equal columns each resized to 28x28."""
     gray = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
     if np.median(gray) > 127:
         gray = 255 - gray
     columns = np.array_split(gray, count, axis=1)
     images = [np.asarray(Image.fromarray(column).resize((28, 28), Image.Resampling.BILINEAR)) for column in columns]
-    predictions = classify(loaded.model, torch.from_numpy(np.stack(images)), loaded.mean, loaded.std).argmax(1)
+    predictions = loaded.log_probabilities(np.stack(images)).argmax(1)
     return "".join(str(int(digit)) for digit in predictions)
 
 
-def ours(data: bytes, loaded: LoadedModel) -> str:
+def ours(data: bytes, loaded: Classifier, settings: ReadingSettings = DEFAULT_SETTINGS) -> str:
     try:
-        return read_image(data, loaded).digits
+        return read_image(data, loaded, settings=settings).digits
     except DigitrecError:
         return ""
 
 
-def read_all(photos: list[Photo], loaded: LoadedModel) -> dict[str, tuple[list[str], list[float], list[float]]]:
+def read_all(photos: list[Photo], loaded: Classifier) -> dict[str, tuple[list[str], list[float], list[float]]]:
     """Answers, wall-clock seconds and CPU seconds per photo, ours and the baseline's, taking turns.
 
     CPU time is the work itself: on a CPU shared with other jobs, wall-clock time also holds the
@@ -77,13 +77,10 @@ def read_all(photos: list[Photo], loaded: LoadedModel) -> dict[str, tuple[list[s
     return results
 
 
-def without_cuts(photos: list[Photo], loaded: LoadedModel) -> float:
+def without_cuts(photos: list[Photo], loaded: Classifier) -> float:
     """The share read right when wide digits are never tried as two that touch."""
-    saved, predict.SPLIT_MARGIN = predict.SPLIT_MARGIN, float("inf")
-    try:
-        return share_right([ours(photo.data, loaded) for photo in photos], photos)
-    finally:
-        predict.SPLIT_MARGIN = saved
+    never_cut = replace(DEFAULT_SETTINGS, split_margin=float("inf"))
+    return share_right([ours(photo.data, loaded, never_cut) for photo in photos], photos)
 
 
 def share_right(answers: list[str], photos: list[Photo]) -> float:
@@ -111,7 +108,7 @@ def main() -> None:
     if args.model == "best" and args.backend is None:
         loaded = default_model()
     else:
-        loaded = load_backend(args.model, args.backend, data_dir=args.data, threads=1)
+        loaded = open_model(args.model, args.backend, data_dir=args.data, threads=1)
     data = load_dataset("mnist", args.data)
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     singles = make_photos(images, labels, "single", args.count, args.seed)
@@ -124,8 +121,8 @@ def main() -> None:
 
     def clean_answers(photos: list[Photo]) -> list[str]:
         """What the model reads from the same digits as MNIST has them."""
-        return ["".join(map(str, classify(loaded.model, torch.from_numpy(images[photo.indices]), loaded.mean,
-                                          loaded.std).argmax(1).tolist())) for photo in photos]
+        return ["".join(map(str, loaded.log_probabilities(images[photo.indices]).argmax(1).tolist()))
+                for photo in photos]
 
     def clean(photos: list[Photo]) -> float:
         return share_right(clean_answers(photos), photos)
@@ -185,7 +182,7 @@ def main() -> None:
                  "told how many digits to cut it into. "
                  f"Of the {len(wrong)} numbers digitrec reads wrong, {model_errors} hold a digit the model misreads "
                  "even as MNIST has it; the rest are the photo's doing. Without trying wide digits as two that touch "
-                 f"(`predict.SPLIT_MARGIN` off), digitrec reads {percent(without_cuts(numbers, loaded))} of the "
+                 f"(`split_margin` off), digitrec reads {percent(without_cuts(numbers, loaded))} of the "
                  f"numbers and {percent(without_cuts(touching, loaded))} of the ones with touching digits.")
         write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)
 

@@ -226,11 +226,11 @@ def main() -> None:
 
     import torch
 
-    from digitrec.export import load_backend
+    from digitrec.inference import open_model
 
     torch.set_num_threads(1)  # as the server does: one image is too small to share out, and on a busy
     # machine a second thread waiting for a preempted first one costs tens of milliseconds
-    loaded = load_backend(args.model or "best", args.backend, threads=1)
+    loaded = open_model(args.model or "best", args.backend, threads=1)
     tested = mnist_pngs(args.data, 1000)
     digits = [png for png in tested if readable(png, loaded)]
     photos = number_photos(args.data, 50)

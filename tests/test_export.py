@@ -22,8 +22,10 @@ from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, load_model, save_we
 from digitrec.cli import main
 from digitrec.data import load_dataset
 from digitrec.errors import DigitrecError
-from digitrec.export import load_backend, load_onnx, report_path
-from digitrec.models import build_model, classify
+from digitrec.classifier import OnnxClassifier, load_onnx
+from digitrec.export import report_path
+from digitrec.inference import open_model
+from digitrec.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def exported_run(fast_run: Path, tmp_path_factory) -> Path:
     """A copy of the quick `fast` run whose fp32 export the onnx backend made and cached on first use."""
     run = tmp_path_factory.mktemp("exported-run")
     shutil.copy(fast_run / CHECKPOINT_NAME, run / CHECKPOINT_NAME)
-    load_backend(run, "onnx", log=lambda line: None)
+    open_model(run, "onnx", log=lambda line: None)
     return run
 
 
@@ -42,8 +44,8 @@ def test_fp32_export_matches_pytorch_on_the_test_set(exported_run: Path, mnist) 
     assert report["max_abs_difference"] <= 1e-4 and report["top1_agreement"] == 1.0
     # The stored numbers are the real ones: recompute them independently.
     torch_model, onnx_model = load_model(exported_run), load_onnx(onnx_file)
-    expected = classify(torch_model.model, mnist.test_images, torch_model.mean, torch_model.std)
-    found = classify(onnx_model.model, mnist.test_images, onnx_model.mean, onnx_model.std)
+    expected = torch.from_numpy(torch_model.log_probabilities(mnist.test_images.numpy()))
+    found = torch.from_numpy(onnx_model.log_probabilities(mnist.test_images.numpy()))
     assert (expected - found).abs().max().item() <= 1e-4
     assert torch.equal(expected.argmax(1), found.argmax(1))
     assert report["torch_accuracy"] == report["onnx_accuracy"] == pytest.approx(
@@ -59,11 +61,11 @@ def test_onnx_file_describes_itself_and_has_a_dynamic_batch_axis(exported_run: P
     (images,), (output,) = graph.graph.input, graph.graph.output
     assert [d.dim_param or d.dim_value for d in images.type.tensor_type.shape.dim] == ["batch", 1, 28, 28]
     assert output.name == "log_probabilities"
-    # Batches of odd sizes, through the same classify() that evaluation and prediction use.
+    # Batches of odd sizes, through the same Classifier interface that evaluation and prediction use.
     onnx_model = load_onnx(exported_run / "checkpoint.onnx")
-    expected = classify(loaded.model, mnist.test_images[:21], loaded.mean, loaded.std)
+    expected = torch.from_numpy(loaded.log_probabilities(mnist.test_images[:21].numpy()))
     for batch_size in (1, 7, 21):
-        found = classify(onnx_model.model, mnist.test_images[:21], onnx_model.mean, onnx_model.std, batch_size)
+        found = torch.from_numpy(onnx_model.log_probabilities(mnist.test_images[:21].numpy(), batch_size))
         assert found.shape == (21, 10) and torch.allclose(found, expected, atol=1e-4)
     assert torch.allclose(found.exp().sum(1), torch.ones(21), atol=1e-4)  # log-probabilities
 
@@ -77,7 +79,7 @@ def test_server_reads_the_same_digits_on_both_backends(exported_run: Path, mnist
     picture = picture_of_digits([mnist.test_images[index] for index in range(6)])
     answers = {}
     for backend in ("torch", "onnx"):
-        loaded = server._load(str(exported_run), backend)
+        loaded = open_model(str(exported_run), backend, threads=1)
         assert loaded.metadata.get("backend", "torch") == backend
         with serving(server.create_app(loaded)) as url:
             response = httpx.post(f"{url}/api/predict", files={"file": ("digits.png", picture, "image/png")}, timeout=30)
@@ -216,8 +218,8 @@ def test_check_catches_a_different_model(tmp_path: Path) -> None:
     with torch.no_grad():
         other.fc2.bias[3] += 50.0  # favour one class: most answers change
     wrong = export.to_onnx(export.LoadedModel(other, "tutorial", loaded.mean, loaded.std, loaded.classes, "other"))
-    candidate = export.LoadedModel(export.OnnxModel(wrong.SerializeToString()), "tutorial", loaded.mean, loaded.std,
-                                   loaded.classes, "other", {"precision": "fp32"})
+    candidate = OnnxClassifier(wrong.SerializeToString(), source="other")
+    assert candidate.metadata["precision"] == "fp32" and candidate.classes == loaded.classes
     result = export.check_export(loaded, candidate, data)
     assert not result["passed"] and result["top1_agreement"] < 0.5 and result["max_abs_difference"] > 1.0
     assert len(result["failures"]) == 2
@@ -227,19 +229,19 @@ def test_onnx_backend_reuses_its_export_until_the_weights_change(tmp_path: Path)
     data_dir = write_idx_dataset(tmp_path / "data")
     run = tiny_run(tmp_path / "run", data_dir)
     notes = []
-    first = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    first = open_model(run, "onnx", data_dir=data_dir, log=notes.append)
     assert len(notes) == 1 and first.source == str(run / "checkpoint.onnx")
     written = (run / "checkpoint.onnx").stat().st_mtime_ns
-    second = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    second = open_model(run, "onnx", data_dir=data_dir, log=notes.append)
     assert len(notes) == 1 and (run / "checkpoint.onnx").stat().st_mtime_ns == written
-    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
-    assert torch.equal(classify(first.model, images, 0.2, 0.3), classify(second.model, images, 0.2, 0.3))
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8).numpy()
+    assert np.array_equal(first.log_probabilities(images), second.log_probabilities(images))
 
     tiny_run(run, data_dir, seed=1)  # the run trained on: new weights, so the cached export is stale
-    third = load_backend(run, "onnx", data_dir=data_dir, log=notes.append)
+    third = open_model(run, "onnx", data_dir=data_dir, log=notes.append)
     assert len(notes) == 2
-    expected = classify(load_model(run).model, images, 0.2, 0.3)
-    assert torch.allclose(classify(third.model, images, 0.2, 0.3), expected, atol=1e-4)
+    expected = load_model(run).log_probabilities(images)
+    np.testing.assert_allclose(third.log_probabilities(images), expected, atol=1e-4, rtol=0)
 
 
 def test_weights_files_are_exported_into_the_user_cache(tmp_path: Path, monkeypatch) -> None:
@@ -248,25 +250,26 @@ def test_weights_files_are_exported_into_the_user_cache(tmp_path: Path, monkeypa
     torch.manual_seed(0)
     weights = save_weights(tmp_path / "shipped" / "tutorial.safetensors", "tutorial", build_model("tutorial"),
                            {"mean": 0.2, "std": 0.3, "classes": [str(d) for d in range(10)]})
-    loaded = load_backend(weights, "onnx", data_dir=data_dir, log=lambda line: None)
+    loaded = open_model(weights, "onnx", data_dir=data_dir, log=lambda line: None)
     cached = Path(loaded.source)
     assert cached.parent == tmp_path / "cache" / "digitrec" / "onnx" and cached.name.startswith("tutorial-")
     assert sorted(path.name for path in weights.parent.iterdir()) == ["tutorial.safetensors"]  # left untouched
-    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    expected = classify(load_model(weights).model, images, 0.2, 0.3)
-    assert torch.allclose(classify(loaded.model, images, loaded.mean, loaded.std), expected, atol=1e-4)
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8).numpy()
+    expected = load_model(weights).log_probabilities(images)
+    np.testing.assert_allclose(loaded.log_probabilities(images), expected, atol=1e-4, rtol=0)
 
 
-def test_inference_on_onnx_never_imports_training(exported_run: Path) -> None:
-    code = ("import sys, torch\n"
-            "from digitrec.export import load_backend\n"
-            "from digitrec.models import classify\n"
-            f"loaded = load_backend({str(exported_run / 'checkpoint.onnx')!r})\n"
-            "classify(loaded.model, torch.zeros(2, 28, 28, dtype=torch.uint8), loaded.mean, loaded.std)\n"
-            "print(sorted(name for name in sys.modules if name.startswith('digitrec')))\n")
+def test_inference_on_onnx_never_imports_torch_or_training(exported_run: Path) -> None:
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from digitrec.inference import open_model\n"
+            f"loaded = open_model({str(exported_run / 'checkpoint.onnx')!r})\n"
+            "loaded.log_probabilities(np.zeros((2, 28, 28), np.uint8))\n"
+            "print(sorted(name for name in sys.modules if name.startswith(('digitrec', 'torch'))))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "digitrec.export" in result.stdout and "digitrec.training" not in result.stdout
+    assert "digitrec.classifier" in result.stdout
+    assert "digitrec.training" not in result.stdout and "'torch" not in result.stdout
 
 
 def test_bad_onnx_inputs_get_one_clear_message(tmp_path: Path, capsys) -> None:
@@ -285,20 +288,31 @@ def test_bad_onnx_inputs_get_one_clear_message(tmp_path: Path, capsys) -> None:
     with pytest.raises(DigitrecError, match="not a digitrec ONNX file"):
         load_onnx(foreign)
     with pytest.raises(DigitrecError, match="only the onnx backend runs"):
-        load_backend(foreign, "torch")
+        open_model(foreign, "torch")
     with pytest.raises(DigitrecError, match="no ONNX file at"):
-        load_backend(tmp_path / "missing.onnx")
+        open_model(tmp_path / "missing.onnx")
     with pytest.raises(DigitrecError, match="unknown backend 'tensorrt'"):
-        load_backend(foreign, "tensorrt")
+        open_model(foreign, "tensorrt")
 
 
-def test_onnx_model_output_is_a_float_tensor_like_pytorch_gives(tmp_path: Path) -> None:
+def test_onnx_model_output_is_float32_like_pytorch_gives(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("mlp").eval()
     graph = export.to_onnx(export.LoadedModel(model, "mlp", 0.1, 0.3, tuple("0123456789"), "test"))
-    session_model = export.OnnxModel(graph.SerializeToString(), threads=1)
+    session_model = OnnxClassifier(graph.SerializeToString(), threads=1)
     images = torch.randn(3, 1, 28, 28)
-    found = session_model(images)
-    assert isinstance(found, torch.Tensor) and found.dtype == torch.float32
+    found = session_model.run(images.numpy())
+    assert isinstance(found, np.ndarray) and found.dtype == np.float32
     with torch.no_grad():
-        np.testing.assert_allclose(found.numpy(), model(images).numpy(), atol=1e-5)
+        np.testing.assert_allclose(found, model(images).numpy(), atol=1e-5)
+    pixels = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    read = session_model.log_probabilities(pixels.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(read, model((pixels[:, None].float() / 255 - 0.1) / 0.3).numpy(), atol=1e-5)
+
+
+def test_every_preset_can_name_an_onnx_file() -> None:
+    from digitrec.classifier import PRESET_NAMES
+    from digitrec.models import PRESETS
+
+    assert PRESET_NAMES == tuple(PRESETS)

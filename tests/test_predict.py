@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,9 @@ from digitrec.checkpoint import load_model
 from digitrec.cli import main
 from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
-from digitrec.predict import UNCERTAIN_BELOW, Item, Reading, default_model, read_image
-from digitrec.preprocess import Segment
+from digitrec.inference import default_model
+from digitrec.predict import UNCERTAIN_BELOW, Item, Reading, read_image
+from digitrec.preprocess import DEFAULT_SETTINGS, Segment
 
 ITEM_KEYS = {"digit", "probability", "probabilities", "box"}
 
@@ -68,7 +72,7 @@ def test_the_json_is_exactly_the_documented_schema(quick_model, sure_digits):
 
 
 def test_uncertain_is_flagged_only_when_a_digit_is_doubtful():
-    segment = Segment(torch.zeros(28, 28, dtype=torch.uint8), (0, 0, 1, 1))
+    segment = Segment(np.zeros((28, 28), np.uint8), (0, 0, 1, 1))
     sure = Item(3, 0.9, [0.01] * 10, (0, 0, 1, 1))
     doubtful = Item(8, UNCERTAIN_BELOW - 0.01, [0.01] * 10, (0, 0, 1, 1))
     assert "uncertain" not in Reading("3", 0.9, [sure], [segment]).to_json()
@@ -96,11 +100,9 @@ def ink_on_paper(ink: np.ndarray, scale: int = 6) -> Image.Image:
     return photo
 
 
-def test_two_digits_that_touch_are_read_as_two(quick_model, sure_digits, monkeypatch):
+def test_two_digits_that_touch_are_read_as_two(quick_model, sure_digits):
     """A 4 and a 0 written so close that their ink touches make one wide piece; it is cut at its
     thinnest column because the model reads each half far more surely than the whole."""
-    from digitrec import predict
-
     four, zero = (image.numpy()[:, np.flatnonzero(image.numpy().max(axis=0))] for image in sure_digits[0][2:4])
     pair = np.zeros((28, four.shape[1] + zero.shape[1] - 2), np.uint8)
     pair[:, :four.shape[1]] = four
@@ -109,11 +111,11 @@ def test_two_digits_that_touch_are_read_as_two(quick_model, sure_digits, monkeyp
     reading = read_image(photo, quick_model)
     assert reading.digits == "40"
     assert reading.items[0].box[2] <= reading.items[1].box[0] + 12  # side by side, not overlapping much
-    monkeypatch.setattr(predict, "SPLIT_MARGIN", 9.0)  # never cut: the pair is one piece
-    assert len(read_image(photo, quick_model).digits) == 1
+    never_cut = replace(DEFAULT_SETTINGS, split_margin=9.0)  # the pair is one piece
+    assert len(read_image(photo, quick_model, settings=never_cut).digits) == 1
 
 
-def test_a_flat_open_zero_is_not_cut_into_a_one_and_a_seven(quick_model, mnist, monkeypatch):
+def test_a_flat_open_zero_is_not_cut_into_a_one_and_a_seven(quick_model, mnist):
     """MNIST's test digit 1748 is a 0, flat and open at the bottom: wide, and read unsurely. Cut in two,
     its halves read surely as a 1 and a 7; a cut with a half read as a 1 is refused, however small the
     margin asked of the halves."""
@@ -126,10 +128,9 @@ def test_a_flat_open_zero_is_not_cut_into_a_one_and_a_seven(quick_model, mnist, 
     photo = ink_on_paper(zero[rows.min():rows.max() + 1, columns.min():columns.max() + 1])
     [segment] = preprocess_image(photo)
     halves = [predict._classify(list(cut), quick_model) for cut in segment.cuts()]
-    assert any([int(row.argmax()) for row in cut] == [1, 7] and float(cut.max(1).values.min()) > 0.75 for cut in halves)
+    assert any([int(row.argmax()) for row in cut] == [1, 7] and float(cut.max(1).min()) > 0.75 for cut in halves)
     assert read_image(photo, quick_model).digits == "0"
-    monkeypatch.setattr(predict, "SPLIT_MARGIN", 0.0)
-    assert read_image(photo, quick_model).digits == "0"
+    assert read_image(photo, quick_model, settings=replace(DEFAULT_SETTINGS, split_margin=0.0)).digits == "0"
 
 
 def test_a_blank_picture_is_a_clear_error(quick_model):
@@ -235,3 +236,54 @@ def test_evaluate_and_predict_take_a_weights_file(fast_run, tmp_path, capsys):
     picture.write_bytes(_png(Image.new("L", (100, 100), 0)))
     assert main(["predict", str(picture), "--model", str(weights)]) == 1
     assert "no digits found" in capsys.readouterr().err
+
+
+# --- Reading without PyTorch ---------------------------------------------------------------------
+
+PICTURE = Path(__file__).parents[1] / "docs" / "img" / "predict-digit.jpg"
+
+
+def _run_cli(arguments: list[str], before: str = "") -> subprocess.CompletedProcess:
+    """`digitrec ARGUMENTS` in a fresh interpreter, then the heavy modules it loaded, as a last line."""
+    script = (f"import sys\n{before}\nfrom digitrec.cli import main\ncode = main({arguments!r})\n"
+              "heavy = ('torch', 'digitrec.training', 'digitrec.checkpoint', 'matplotlib', 'onnx')\n"
+              "print(sorted(name for name in heavy if sys.modules.get(name)))\nsys.exit(code)\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+
+def test_predict_with_the_shipped_model_imports_no_torch_training_or_plots():
+    from digitrec.classifier import pretrained_path
+
+    if not pretrained_path("best", ".onnx"):
+        pytest.skip("the package ships no best.onnx")
+    for arguments in (["predict", str(PICTURE)], ["predict", str(PICTURE), "--backend", "onnx", "--json"]):
+        answer = _run_cli(arguments)
+        assert answer.returncode == 0, answer.stderr
+        *readings, modules = answer.stdout.splitlines()
+        assert readings and modules == "[]", answer.stdout
+
+
+NO_TORCH = "sys.modules['torch'] = None  # an install without the train extra"
+
+
+@pytest.mark.parametrize("arguments, what", [
+    (["predict", str(PICTURE), "--backend", "torch"], "training and PyTorch models"),
+    (["predict", str(PICTURE), "--model", "runs/some-run"], "training and PyTorch models"),
+    (["predict", str(PICTURE), "--model", "model.safetensors", "--backend", "onnx"], "training and PyTorch models"),
+    (["evaluate", "best"], "digitrec evaluate"),
+    (["export", "best", "--out", "best.onnx"], "digitrec export"),
+    (["train", "--model", "fast"], "digitrec train"),
+    (["models"], "digitrec models"),
+])
+def test_without_torch_what_needs_it_names_the_train_extra_in_one_line(arguments, what):
+    answer = _run_cli(arguments, before=NO_TORCH)
+    assert answer.returncode == 1
+    assert answer.stderr.splitlines() == [
+        f"digitrec: error: this needs PyTorch ({what}), which the train extra installs: pip install 'digitrec[train]'"]
+
+
+def test_without_torch_the_shipped_model_still_reads():
+    answer = _run_cli(["predict", str(PICTURE), "--json"], before=NO_TORCH)
+    assert answer.returncode == 0, answer.stderr
+    *readings, modules = answer.stdout.splitlines()
+    assert json.loads(readings[0])["digits"] and modules == "[]"

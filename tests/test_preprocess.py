@@ -8,7 +8,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -43,14 +42,14 @@ def one(x: int, y: int, height: int = 150) -> list:
     return [(x, y), (x, y + height)]
 
 
-def ink_box(image: torch.Tensor) -> tuple[int, int]:
-    rows, columns = np.nonzero(image.numpy())
+def ink_box(image: np.ndarray) -> tuple[int, int]:
+    rows, columns = np.nonzero(image)
     return rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
 
 
-def difference(a: torch.Tensor, b: torch.Tensor) -> float:
+def difference(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two 28x28 images, at the best of one-pixel shifts (centring rounds)."""
-    a, b = a.numpy().astype(int), b.numpy().astype(int)
+    a, b = a.astype(int), b.astype(int)
     return min(np.abs(np.roll(a, (dy, dx), (0, 1)) - b).mean() for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
@@ -133,10 +132,10 @@ def test_missing_files_and_folders_are_named(tmp_path):
 def test_a_digit_comes_out_as_mnist_has_it():
     [segment] = preprocess_image(page((400, 300), [zero(150, 60)]))
     image = segment.image
-    assert image.shape == (28, 28) and image.dtype == torch.uint8
+    assert isinstance(image, np.ndarray) and image.shape == (28, 28) and image.dtype == np.uint8
     assert max(ink_box(image)) in (20, 21)  # longest side 20 px (plus anti-aliasing)
     assert image.max() == 255 and image[:3].sum() == 0 and image[:, :3].sum() == 0
-    centre = ndimage.center_of_mass(image.numpy().astype(float))
+    centre = ndimage.center_of_mass(image.astype(float))
     assert np.allclose(centre, (14, 14), atol=0.5)
     x0, y0, x1, y1 = segment.box  # the ellipse spans x 150-240, y 60-210, plus half the pen
     assert abs(x0 - 143) <= 4 and abs(y0 - 53) <= 4 and abs(x1 - 247) <= 4 and abs(y1 - 217) <= 4
@@ -146,7 +145,7 @@ def test_polarity_is_decided_by_the_picture():
     dark_on_light = page((300, 300), [zero(100, 70)])
     light_on_dark = Image.eval(dark_on_light, lambda value: 255 - value)
     [dark], [light] = preprocess_image(dark_on_light), preprocess_image(light_on_dark)
-    assert torch.equal(dark.image, light.image) and dark.box == light.box
+    assert np.array_equal(dark.image, light.image) and dark.box == light.box
 
 
 def test_uneven_light_is_evened_out():
@@ -166,7 +165,7 @@ def test_an_mnist_image_comes_back_nearly_unchanged(mnist):
     # Framed by two more pixels, so that it is not in MNIST's form and goes through every step.
     outputs = [preprocess_image(Image.fromarray(np.pad(image.numpy(), 2))) for image in images]
     assert all(len(segments) == 1 for segments in outputs)
-    difference = np.mean([np.abs(segments[0].image.numpy().astype(int) - image.numpy()).mean()
+    difference = np.mean([np.abs(segments[0].image.astype(int) - image.numpy()).mean()
                           for segments, image in zip(outputs, images)])
     assert difference < 8  # out of 255: the same strokes in the same place
 
@@ -175,10 +174,10 @@ def test_a_digit_already_in_mnist_form_is_read_as_it_is(mnist):
     for image in mnist.test_images[:300]:
         for picture in (image.numpy(), 255 - image.numpy()):  # white on black, or black on white
             [segment] = preprocess_image(Image.fromarray(picture))
-            assert torch.equal(segment.image, image)
+            assert segment.image.dtype == np.uint8 and np.array_equal(segment.image, image.numpy())
     moved = np.roll(mnist.test_images[0].numpy(), (4, 3), (0, 1))  # off-centre: not MNIST's form, so centred
     [segment] = preprocess_image(Image.fromarray(moved))
-    rows, columns = np.nonzero(segment.image.numpy() > 64)
+    rows, columns = np.nonzero(segment.image > 64)
     assert abs(rows.mean() - 14) < 1.5 and abs(columns.mean() - 14) < 1.5
 
 
@@ -253,3 +252,20 @@ def test_single_takes_all_the_ink_as_one_digit():
     assert len(preprocess_image(image)) == 2
     [whole] = preprocess_image(image, single=True)
     assert whole.box[0] < 100 < 390 < whole.box[2]
+
+
+def test_reading_settings_are_a_value_each_call_can_change():
+    from dataclasses import FrozenInstanceError, replace
+
+    from digitrec.preprocess import DEFAULT_SETTINGS
+
+    with pytest.raises(FrozenInstanceError):
+        DEFAULT_SETTINGS.min_contrast = 0.9  # nobody changes the reading for everyone else
+    picture = page((500, 240), [one(100, 40), zero(300, 40)])
+    assert len(preprocess_image(picture)) == 2
+    # Ink must now differ from the paper by more than it does: nothing stands out, for this call only.
+    assert preprocess_image(picture, settings=replace(DEFAULT_SETTINGS, min_contrast=0.95)) == []
+    # A digit with less than 90% of the inkiest one's ink is taken for a dash: the 1 goes, the 0 stays.
+    [zero_only] = preprocess_image(picture, settings=replace(DEFAULT_SETTINGS, dash_fraction=0.9))
+    assert zero_only.box[0] > 250
+    assert len(preprocess_image(picture)) == 2

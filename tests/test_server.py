@@ -410,3 +410,25 @@ def test_an_impossible_port_is_one_clear_error(capsys):
     assert "argument --port: 99999 is not a TCP port; choose one from 1 to 65535" in error and "Traceback" not in error
     with pytest.raises(server_module.DigitrecError, match="--port 99999 is not a TCP port"):
         server_module.serve(port=99999, log=lambda line: None)
+def test_serving_the_shipped_model_imports_no_torch_or_training():
+    from digitrec.classifier import pretrained_path
+
+    if not pretrained_path("best", ".onnx"):
+        pytest.skip("the package ships no best.onnx")
+    script = (
+        "import asyncio, io, sys\n"
+        "import httpx\n"
+        "from PIL import Image\n"
+        "from digitrec.server import create_app, open_for_serving\n"
+        "app = create_app(open_for_serving(None))\n"
+        "picture = io.BytesIO()\n"
+        "Image.new('L', (60, 40), 255).save(picture, 'PNG')\n"
+        "async def ask():\n"
+        "    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url='http://test') as client:\n"
+        "        return await client.post('/api/predict', files={'file': ('a.png', picture.getvalue(), 'image/png')})\n"
+        "print(asyncio.run(ask()).status_code)\n"
+        "heavy = ('torch', 'digitrec.training', 'digitrec.checkpoint', 'matplotlib', 'onnx')\n"
+        "print(sorted(name for name in heavy if sys.modules.get(name)))\n")
+    answer = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == ["422", "[]"]

@@ -13,18 +13,18 @@ import pickle
 import re
 import warnings
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from digitrec.classifier import CHECKPOINT_NAME, parse_normalisation, pretrained_path
 from digitrec.data import Dataset, own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
-from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model, classify
+from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model, classify, count_parameters
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class TrainPoint(NamedTuple):
@@ -163,19 +163,6 @@ def _is_row(row, length: int) -> bool:
             and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in row))
 
 
-def parse_normalisation(mean, std, classes) -> tuple[float, float, tuple[str, ...]]:
-    """mean, std and class names as stored in a model file, checked: ValueError says what is wrong."""
-    try:
-        mean, std = float(mean), float(std)
-    except (TypeError, ValueError):
-        raise ValueError(f"its normalisation (mean {mean!r}, std {std!r}) is not two numbers") from None
-    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-        raise ValueError(f"its normalisation (mean {mean}, std {std}) needs finite numbers and a positive std")
-    if not (isinstance(classes, (list, tuple)) and classes and all(isinstance(name, str) for name in classes)):
-        raise ValueError(f"its class names {str(classes)[:80]} are not a list of strings")
-    return mean, std, tuple(classes)
-
-
 def _torch_load(path: Path):
     try:
         with warnings.catch_warnings():
@@ -197,7 +184,8 @@ def _torch_load(path: Path):
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference, with what inference needs to feed it."""
+    """A PyTorch network ready for inference, with what inference needs to feed it: the torch
+    implementation of classifier.Classifier."""
 
     model: nn.Module
     name: str  # the preset
@@ -206,6 +194,15 @@ class LoadedModel:
     classes: tuple[str, ...]
     source: str
     metadata: dict = field(default_factory=dict)
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def log_probabilities(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Natural-log probabilities float32 (N, classes) of uint8 images (N, 28, 28), `batch_size` at a time."""
+        batch = torch.from_numpy(np.ascontiguousarray(images))
+        return classify(self.model, batch, self.mean, self.std, batch_size).cpu().numpy()
 
 
 def load_state(model: nn.Module, state: dict, source: str | Path) -> None:
@@ -286,12 +283,6 @@ def _from_checkpoint(checkpoint: Checkpoint, source: str, use_ema: bool = True) 
     return LoadedModel(model.eval(), name, data["mean"], data["std"], tuple(data["classes"]), source,
                        {"epoch": checkpoint.epoch, "dataset": data.get("name"),
                         "augment": checkpoint.config.get("augment")})
-
-
-def pretrained_path(name: str, suffix: str = ".safetensors") -> Path | None:
-    """The weights shipped inside the package for a preset (or their checked ONNX export), if any."""
-    resource = resources.files("digitrec") / "weights" / f"{name}{suffix}"
-    return Path(str(resource)) if resource.is_file() else None
 
 
 def load_model(reference: str | Path) -> LoadedModel:

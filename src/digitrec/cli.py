@@ -7,6 +7,7 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,7 +15,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from digitrec.errors import DigitrecError, Interrupted
+from digitrec.errors import DigitrecError, Interrupted, require_torch
 
 if TYPE_CHECKING:  # only for annotations: importing them costs torch, which not every command needs
     from digitrec.checkpoint import Checkpoint
@@ -72,7 +73,8 @@ def training_settings(args: argparse.Namespace) -> dict:
 
 def add_backend_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["torch", "onnx"], help="run the model in PyTorch or onnxruntime "
-                        "(default: onnx for an .onnx file, else torch); onnx exports a run on first use")
+                        "(default: onnx for an .onnx file and the shipped model, else torch); onnx exports a run "
+                        "on first use")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,23 +227,19 @@ def _finish(run: Run, final: Checkpoint, data: Dataset, no_plots: bool) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from digitrec.checkpoint import load_ensemble
     from digitrec.evaluation import evaluate
-    from digitrec.export import load_backend
+    from digitrec.inference import open_model
 
-    if len(args.model) > 1 or args.tta:
-        if args.backend == "onnx":
-            raise DigitrecError("ensembles and --tta run on the torch backend; leave out --backend onnx")
-        loaded = load_ensemble(args.model, args.tta)
-    else:
-        loaded = load_backend(args.model[0], args.backend, data_dir=args.data, log=_note)
-    backend = loaded.metadata.get("backend", "torch")
-    data = _load_data(args.dataset or loaded.metadata.get("dataset") or "mnist", args.data)
-    result = evaluate(loaded, data)
+    reference = args.model if len(args.model) > 1 else args.model[0]
+    classifier = open_model(reference, args.backend, data_dir=args.data, tta=args.tta, log=_note)
+    backend = classifier.metadata.get("backend", "torch")
+    data = _load_data(args.dataset or classifier.metadata.get("dataset") or "mnist", args.data)
+    result = evaluate(classifier, data)
     if args.json:
-        print(json.dumps({"model": loaded.name, "source": loaded.source, "dataset": data.name, **result.summary()}))
+        print(json.dumps({"model": classifier.name, "source": classifier.source, "dataset": data.name,
+                          **result.summary()}))
         return 0
-    print(f"{loaded.name} from {loaded.source} ({backend}) on {data.name} test ({result.total:,} images)")
+    print(f"{classifier.name} from {classifier.source} ({backend}) on {data.name} test ({result.total:,} images)")
     print(f"Average loss: {result.loss:.4f}   Accuracy: {result.correct}/{result.total} ({100 * result.accuracy:.2f}%)")
     print("Per class: " + "  ".join(f"{name}: {100 * value:.1f}%" for name, value in result.per_class.items()))
     return 0
@@ -348,31 +346,42 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    import torch
+    from digitrec.inference import default_model, open_model
+    from digitrec.predict import read_pictures
 
-    from digitrec.export import load_backend
-    from digitrec.predict import default_model, read_pictures
-
-    # One picture is a batch of a few 28x28 images: a pool of threads costs more to wake than it
-    # saves, and on a busy CPU its spinning makes a 1 ms batch take 100 ms.
-    torch.set_num_threads(1)
     if args.model or args.backend:
-        loaded = load_backend(args.model or "best", args.backend, threads=1, log=_note)
+        classifier = open_model(args.model, args.backend, threads=1, log=_note)
     else:
-        loaded = default_model()
+        classifier = default_model()
     failures = 0
-    for path, result in read_pictures(args.paths, loaded, args.single, stdin=sys.stdin.buffer):
-        if isinstance(result, DigitrecError):
-            failures += 1
-            if args.json:
-                print(json.dumps({"file": path, "error": str(result)}), flush=True)
-            else:
-                print(f"digitrec: error: {result}", file=sys.stderr, flush=True)
-        elif args.json:
-            print(json.dumps({"file": path, **result.to_json(top_k=args.top_k)}), flush=True)
-        else:
-            print(f"{path}: {result.describe(args.top_k)}", flush=True)
+    with _reading_threads(classifier):
+        for path, result in read_pictures(args.paths, classifier, args.single, stdin=sys.stdin.buffer):
+            failures += isinstance(result, DigitrecError)
+            _print_reading(path, result, args.json, args.top_k)
     return EXIT_ERROR if failures else 0
+
+
+def _print_reading(path: str, result, as_json: bool, top_k: int | None) -> None:
+    if isinstance(result, DigitrecError):
+        if as_json:
+            print(json.dumps({"file": path, "error": str(result)}), flush=True)
+        else:
+            print(f"digitrec: error: {result}", file=sys.stderr, flush=True)
+    elif as_json:
+        print(json.dumps({"file": path, **result.to_json(top_k=top_k)}), flush=True)
+    else:
+        print(f"{path}: {result.describe(top_k)}", flush=True)
+
+
+def _reading_threads(classifier) -> contextlib.AbstractContextManager:
+    """PyTorch on one thread while a PyTorch model reads, and as it was after: one picture is a batch
+    of a few 28x28 images, and a pool of threads costs more to wake than it saves (on a busy CPU its
+    spinning makes a 1 ms batch take 100 ms). An onnxruntime model was opened with one thread."""
+    if classifier.metadata.get("backend") == "onnx":
+        return contextlib.nullcontext()
+    from digitrec.models import one_torch_thread
+
+    return one_torch_thread()
 
 
 def _load_data(name: str | None, folder: str | None):
@@ -390,6 +399,10 @@ def _note(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+# The commands that need PyTorch (the train extra): they say so in one line on a reading-only install.
+# predict and serve need it only for a PyTorch model, and open_model says so then.
+TORCH_COMMANDS = frozenset({"train", "resume", "evaluate", "plot", "models", "data", "report", "compare", "export"})
+
 COMMANDS = {"train": command_train, "resume": command_resume, "evaluate": command_evaluate,
             "plot": command_plot, "models": command_models, "data": command_data,
             "report": command_report, "compare": command_compare,
@@ -401,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # what a command that starts more processes of itself passes on
     try:
+        if args.command in TORCH_COMMANDS:
+            require_torch(f"digitrec {args.command}")
         return COMMANDS[args.command](args)
     except DigitrecError as error:
         print(f"digitrec: error: {error}", file=sys.stderr)

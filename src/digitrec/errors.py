@@ -34,6 +34,15 @@ class Interrupted(Exception):
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.signal_number = signal_number
+TRAIN_EXTRA = "pip install 'digitrec[train]'"
+
+
+def require_torch(what: str = "training and PyTorch models") -> None:
+    """Raise the one line that says how to get PyTorch, on an install made for reading only."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise DigitrecError(f"this needs PyTorch ({what}), which the train extra installs: {TRAIN_EXTRA}") from None
 
 
 class InputTooLarge(DigitrecError):

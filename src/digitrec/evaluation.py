@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from digitrec.checkpoint import LoadedModel
+from digitrec.classifier import Classifier
 from digitrec.data import Dataset
-from digitrec.models import classify
 
 CALIBRATION_BINS = 15  # the usual choice for expected calibration error (Guo et al., 2017)
 
@@ -87,8 +86,9 @@ class Evaluation:
                                                                top_probabilities.tolist())]
 
 
-def evaluate(loaded: LoadedModel, data: Dataset, batch_size: int = 1000) -> Evaluation:
-    log_probabilities = classify(loaded.model, data.test_images, loaded.mean, loaded.std, batch_size).cpu()
+def evaluate(classifier: Classifier, data: Dataset) -> Evaluation:
+    """Score any classifier (PyTorch or onnxruntime) on `data`'s test split."""
+    log_probabilities = torch.from_numpy(classifier.log_probabilities(data.test_images.numpy()))
     labels = data.test_labels
     predictions = log_probabilities.argmax(1)
     classes = len(data.classes)

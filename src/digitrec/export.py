@@ -1,11 +1,9 @@
-"""ONNX export, its check against PyTorch on the test set, int8 quantization, and onnxruntime inference.
+"""ONNX export, its check against PyTorch on the test set, int8 quantization, and the cached export
+that the onnx backend reads a run or weights file with.
 
-The exported graph is the PyTorch network itself: input `images`, normalised float32 (N, 1, 28, 28)
-with N free; output `log_probabilities`, float32 (N, 10). The file's metadata_props hold the preset,
-mean, std, classes and the weights it came from, so an .onnx file alone is enough to read digits.
-
-`OnnxModel` runs a file in onnxruntime behind the nn.Module call signature, so `models.classify`,
-`evaluation.evaluate` and everything built on `LoadedModel` take it without a special case.
+The exported graph is the PyTorch network itself (classifier.py describes its input, output and
+metadata); classifier.OnnxClassifier runs it, without PyTorch, behind the same Classifier interface
+as a PyTorch model, so `evaluation.evaluate` scores both alike.
 """
 
 from __future__ import annotations
@@ -18,27 +16,24 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
 import torch
-from torch import nn
 
 from digitrec import __version__
-from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, load_model, parse_normalisation, pretrained_path
+from digitrec.checkpoint import CHECKPOINT_NAME, LoadedModel, load_model
+from digitrec.classifier import INPUT_NAME, OUTPUT_NAME, OnnxClassifier, load_onnx, pretrained_path
 from digitrec.data import Dataset, cache_folder, load_dataset, normalize, sha256_file
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.evaluation import evaluate
-from digitrec.models import PRESETS
 
 if TYPE_CHECKING:  # onnx is imported where a graph is made, not at start-up
     import onnx
 
-# onnx and onnxruntime are imported where they are used: the torch backend goes through
-# load_backend too, and should not pay for loading them.
+    from digitrec.classifier import Classifier
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "log_probabilities"
+# onnx and onnxruntime are imported where they are used: importing this module for export or its
+# cache should not pay for loading them before they are needed.
+
 OPSET = 17
-BACKENDS = ("torch", "onnx")
 QUANTIZATIONS = ("static", "dynamic")
 
 FP32_MAX_DIFFERENCE = 1e-4
@@ -46,48 +41,6 @@ INT8_MIN_AGREEMENT = 0.998
 INT8_MAX_ACCURACY_DROP = 0.001  # 0.1 percentage point
 CALIBRATION_IMAGES = 1000  # from the training split; more changed nothing measurable here
 CALIBRATION_SEED = 0
-
-
-def session_options(threads: int = 0, parallel: bool = False, optimization: str = "all"):
-    """onnxruntime settings; the defaults measured fastest here (see benchmarks/infer_speed.py).
-
-    A chain of layers has no branches to run side by side, so the parallel executor only adds overhead;
-    `all` includes the NCHWc layout that gives the fastest convolutions; threads 0 is one per core.
-    """
-    import onnxruntime as ort
-
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[optimization]
-    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    return options
-
-
-class OnnxModel(nn.Module):
-    """An onnxruntime session with the PyTorch network's interface: normalised images in, log-probabilities out."""
-
-    def __init__(self, model: bytes | str | Path, threads: int = 0, options=None) -> None:
-        super().__init__()
-        import onnxruntime as ort
-        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-        source = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(source, options or session_options(threads),
-                                                providers=["CPUExecutionProvider"])
-        except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoSuchFile,
-                ort_errors.NotImplemented, ort_errors.InvalidArgument) as error:
-            name = "the exported graph" if isinstance(model, bytes) else model
-            raise DigitrecError(f"onnxruntime cannot load {name}: {str(error).splitlines()[0][:300]}; "
-                                "export it again with 'digitrec export'") from error
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
 
 
 def to_onnx(loaded: LoadedModel, metadata: dict | None = None) -> onnx.ModelProto:
@@ -184,7 +137,7 @@ def _classifier_node(graph) -> str:
     return producers[softmax.input[0]]
 
 
-def check_export(loaded: LoadedModel, exported: LoadedModel, data: Dataset) -> dict:
+def check_export(loaded: LoadedModel, exported: Classifier, data: Dataset) -> dict:
     """Score both on the whole test split and compare; the limits depend on the precision."""
     reference, candidate = evaluate(loaded, data), evaluate(exported, data)
     agreement = (reference.log_probabilities.argmax(1) == candidate.log_probabilities.argmax(1)).double().mean().item()
@@ -228,7 +181,7 @@ def export_onnx(loaded: LoadedModel, out: str | Path, data: Dataset, int8: bool 
     if int8:
         graph = quantize(graph, calibration_images(data), loaded.mean, loaded.std, quantization)
     content = graph.SerializeToString()
-    exported = _loaded_from_session(OnnxModel(content, threads), str(out))
+    exported = OnnxClassifier(content, threads, source=str(out))
     report = {"file": str(out), "bytes": len(content), **check_export(loaded, exported, data),
               "onnxruntime_version": _onnxruntime_version(), "seconds": round(time.perf_counter() - started, 2)}
     if not report["passed"]:
@@ -244,29 +197,6 @@ def _onnxruntime_version() -> str:
     import onnxruntime
 
     return onnxruntime.__version__
-
-
-def _loaded_from_session(model: OnnxModel, source: str) -> LoadedModel:
-    header = model.metadata
-    name = header.get("model")
-    if name not in PRESETS:
-        raise DigitrecError(f"{source} is not a digitrec ONNX file (metadata 'model' is {name!r}); "
-                            "export one with 'digitrec export'")
-    try:
-        mean, std, classes = parse_normalisation(header.get("mean"), header.get("std"),
-                                            json.loads(header.get("classes") or "null"))
-    except ValueError as error:
-        raise DigitrecError(f"{source} lacks what inference needs: {error}; export it again with "
-                            "'digitrec export'") from None
-    return LoadedModel(model, name, mean, std, classes, source, {**header, "backend": "onnx"})
-
-
-def load_onnx(path: str | Path, threads: int = 0) -> LoadedModel:
-    """An exported .onnx file, ready for `classify`/`evaluate` like any LoadedModel."""
-    path = Path(path)
-    if not path.is_file():
-        raise DigitrecError(f"no ONNX file at {path}")
-    return _loaded_from_session(OnnxModel(path, threads), str(path))
 
 
 def _weights_file(reference: str | Path) -> Path | None:
@@ -285,26 +215,13 @@ def cached_export_path(weights: Path, model_name: str, digest: str) -> Path:
     return cache_folder("onnx") / f"{model_name}-{digest[:16]}.onnx"
 
 
-def load_backend(reference: str | Path, backend: str | None = None, data_dir: str | Path | None = None,
-                 threads: int = 0, log: Callable[[str], None] = print) -> LoadedModel:
-    """A model for inference on `backend` (torch or onnx; None: onnx for .onnx files, else torch).
-
-    With onnx, a run, checkpoint, weights file or preset is exported on first use, checked on the test
-    split found by `data_dir` (or the usual places), and cached; later calls load the cached file as
-    long as the weights it came from are unchanged.
-    """
-    if backend not in (None, *BACKENDS):
-        raise DigitrecError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
-    if Path(reference).suffix == ".onnx":
-        if backend == "torch":
-            raise DigitrecError(f"{reference} is an ONNX file, which only the onnx backend runs; pass "
-                                "--backend onnx, or give the run folder or weights it came from")
-        return load_onnx(reference, threads)
-    if backend == "onnx" and (shipped := pretrained_path(str(reference), ".onnx")):
-        return load_onnx(shipped, threads)  # exported and checked when the weights were made
+def open_export(reference: str | Path, data_dir: str | Path | None = None, threads: int = 0,
+                log: Callable[[str], None] = print) -> OnnxClassifier:
+    """A run, checkpoint, weights file or preset on onnxruntime: exported on first use, checked on the
+    test split found by `data_dir` (or the usual places), and cached; later calls load the cached file
+    as long as the weights it came from are unchanged. (inference.open_model opens a preset's
+    shipped export itself.)"""
     loaded = load_model(reference)
-    if backend != "onnx":
-        return loaded
     weights = _weights_file(reference)
     digest = sha256_file(weights)
     cached = cached_export_path(weights, loaded.name, digest)

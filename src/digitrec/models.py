@@ -5,8 +5,9 @@ Every network takes normalised images (N, 1, 28, 28) and returns log-probabiliti
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -154,11 +155,22 @@ def build_model(name: str) -> nn.Module:
 def classify(model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 1000) -> torch.Tensor:
     """Log-probabilities (N, 10) for uint8 images (N, H, W), in batches, with the model in eval mode."""
     model.eval()
-    parameter = next(model.parameters(), None)  # None: a runtime session (export.OnnxModel), fed on the CPU
+    parameter = next(model.parameters(), None)  # None: a network without weights, fed on the CPU
     device = parameter.device if parameter is not None else torch.device("cpu")
     outputs = [model(normalize(images[start:start + batch_size].to(device), mean, std)).float()
                for start in range(0, len(images), batch_size)]
     return torch.cat(outputs) if outputs else torch.empty(0, 10)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread inside, as many as before after (torch.set_num_threads is process-wide)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def count_parameters(model: nn.Module) -> int:

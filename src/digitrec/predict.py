@@ -4,26 +4,21 @@ more for a wide digit read unsurely, to try it as two digits that touch)."""
 from __future__ import annotations
 
 import base64
-import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import torch
+import numpy as np
 from PIL import Image
 
-from digitrec.checkpoint import LoadedModel, load_model, pretrained_path
-from digitrec.data import DATASETS
+from digitrec.classifier import Classifier
 from digitrec.errors import DigitrecError, UnsupportedInput
-from digitrec.export import load_onnx
-from digitrec.models import classify
-from digitrec.preprocess import Segment, decode_image, preprocess_image, preprocess_object
+from digitrec.preprocess import DEFAULT_SETTINGS, ReadingSettings, Segment, decode_image, preprocess_image, preprocess_object
 
-SPLIT_MARGIN = 0.3  # how much surer than the whole both halves of a cut wide segment must be read
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
-DIGITS = DATASETS["mnist"].classes
+DIGITS = tuple(str(digit) for digit in range(10))  # MNIST's classes (data.DATASETS, on the torch side)
 # What a folder is searched for: pictures people take, scan and draw. Pillow also registers data
 # formats (HDF5, GRIB, EPS...) that are not pictures of digits, so the list is ours.
 PICTURE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp",
@@ -70,7 +65,7 @@ class Reading:
         return " ".join(labels) if labels else None
 
     @property
-    def image28(self) -> list[torch.Tensor]:
+    def image28(self) -> list[np.ndarray]:
         """The (28, 28) uint8 images the model read, white on black."""
         return [segment.image for segment in self.segments]
 
@@ -107,24 +102,24 @@ class Reading:
         return line
 
 
-def _png_base64(image: torch.Tensor) -> str:
+def _png_base64(image: np.ndarray) -> str:
     buffer = io.BytesIO()
-    Image.fromarray(image.numpy()).save(buffer, "PNG")
+    Image.fromarray(image).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, single: bool = False,
-               name: str | None = None) -> Reading:
+def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier, single: bool = False,
+               name: str | None = None, settings: ReadingSettings = DEFAULT_SETTINGS) -> Reading:
     """The digits in a picture (bytes, a path or a decoded image), read left to right.
 
     A picture with no ink in it raises UnsupportedInput: there is nothing to read. `name` is what
     error messages call the picture (default: its path, or "the upload"). A model of other things
     than digits (Fashion-MNIST) reads one thing per picture, prepared the way its data set was,
-    and names it with its class name in `label`.
+    and names it with its class name in `label`. `settings` are the reading's tunable choices.
     """
     image = source if isinstance(source, Image.Image) else decode_image(source, name)
-    names = None if loaded.classes == DIGITS else loaded.classes
-    segments = preprocess_image(image, single=single) if names is None else preprocess_object(image)
+    names = None if tuple(classifier.classes) == DIGITS else classifier.classes
+    segments = preprocess_image(image, single, settings) if names is None else preprocess_object(image)
     if not segments:
         name = name or (str(source) if isinstance(source, (str, Path)) else "the picture")
         if names:
@@ -132,7 +127,7 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
                                    "give a picture of one thing on a plain background")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
-    segments, probabilities = _read_segments(segments, loaded)
+    segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
     items = []
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
@@ -144,45 +139,40 @@ def read_image(source: bytes | str | Path | Image.Image, loaded: LoadedModel, si
     return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
 
 
-def _read_segments(segments: list[Segment], loaded: LoadedModel) -> tuple[list[Segment], torch.Tensor]:
+def _read_segments(segments: list[Segment], classifier: Classifier,
+                   split_margin: float) -> tuple[list[Segment], np.ndarray]:
     """The segments read and their probabilities, all in one batch. A wide segment read unsurely gives
     way to the halves of its best cut (two digits that touch) when the model reads both far more surely
     than the whole; its cuts are read in one more batch."""
-    probabilities = _classify(segments, loaded)
-    read: list[tuple[Segment, torch.Tensor]] = []
+    probabilities = _classify(segments, classifier)
+    read: list[tuple[Segment, np.ndarray]] = []
     for segment, row in zip(segments, probabilities):
         whole = float(row.max())
-        pair = _best_cut(segment.cuts(), whole, loaded) if segment.cuts and whole < UNCERTAIN_BELOW else None
+        unsure = segment.cuts and whole < UNCERTAIN_BELOW
+        pair = _best_cut(segment.cuts(), whole, classifier, split_margin) if unsure else None
         read += pair or [(segment, row)]
-    return [segment for segment, _ in read], torch.stack([row for _, row in read])
+    return [segment for segment, _ in read], np.stack([row for _, row in read])
 
 
-def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float,
-              loaded: LoadedModel) -> list[tuple[Segment, torch.Tensor]] | None:
+def _best_cut(cuts: list[tuple[Segment, Segment]], whole: float, classifier: Classifier,
+              split_margin: float) -> list[tuple[Segment, np.ndarray]] | None:
     """The two halves of the cut whose less sure half is surest, with their probabilities, if it beats
-    the whole by SPLIT_MARGIN; else None. No cut with a half read as a 1 is taken: any stroke cut off a
-    wide digit reads as a 1 (a flat, open 0 read as 17), so those cuts are too often wrong."""
+    the whole by `split_margin`; else None. No cut with a half read as a 1 is taken: any stroke cut off
+    a wide digit reads as a 1 (a flat, open 0 read as 17), so those cuts are too often wrong."""
     if not cuts:
         return None
-    probabilities = _classify([half for cut in cuts for half in cut], loaded).view(len(cuts), 2, -1)
-    sureness, digits = probabilities.max(dim=2)
-    sureness = sureness.min(dim=1).values.masked_fill((digits == 1).any(dim=1), 0.0)
+    probabilities = _classify([half for cut in cuts for half in cut], classifier).reshape(len(cuts), 2, -1)
+    sureness = probabilities.max(axis=2).min(axis=1)
+    sureness[(probabilities.argmax(axis=2) == 1).any(axis=1)] = 0.0
     best = int(sureness.argmax())
-    if float(sureness[best]) <= whole + SPLIT_MARGIN:
+    if float(sureness[best]) <= whole + split_margin:
         return None
     return list(zip(cuts[best], probabilities[best]))
 
 
-def _classify(segments: list[Segment], loaded: LoadedModel) -> torch.Tensor:
-    return classify(loaded.model, torch.stack([segment.image for segment in segments]), loaded.mean, loaded.std).exp().cpu()
-
-
-@functools.lru_cache(maxsize=1)
-def default_model() -> LoadedModel:
-    """The `best` weights that ship inside the package, loaded once, on the fastest backend there is:
-    their checked ONNX export reads a digit 2-3 times faster than PyTorch (benchmarks/infer_speed.py)."""
-    shipped = pretrained_path("best", ".onnx")
-    return load_onnx(shipped, threads=1) if shipped else load_model("best")
+def _classify(segments: list[Segment], classifier: Classifier) -> np.ndarray:
+    """Probabilities (N, classes) of the segments' images, in one batch."""
+    return np.exp(classifier.log_probabilities(np.stack([segment.image for segment in segments])))
 
 
 def find_pictures(paths: list[str]) -> Iterator[str]:
@@ -198,24 +188,24 @@ def find_pictures(paths: list[str]) -> Iterator[str]:
         yield from found or [path]
 
 
-def read_pictures(paths: list[str], loaded: LoadedModel, single: bool = False,
+def read_pictures(paths: list[str], classifier: Classifier, single: bool = False,
                   stdin: BinaryIO | None = None) -> Iterator[tuple[str, Reading | DigitrecError]]:
     """(path, reading) for each picture in `paths` (see find_pictures), or (path, error) for one that
     could not be read, so that one bad file does not stop the others. "-" reads `stdin`."""
     for path in find_pictures(paths):
         try:
-            result = _read_path(path, loaded, single, stdin)
+            result = _read_path(path, classifier, single, stdin)
         except DigitrecError as error:
             result = error
         yield path, result
 
 
-def _read_path(path: str, loaded: LoadedModel, single: bool, stdin: BinaryIO | None) -> Reading:
+def _read_path(path: str, classifier: Classifier, single: bool, stdin: BinaryIO | None) -> Reading:
     if path == STDIN:
         if stdin is None:
             raise DigitrecError("'-' means standard input, and there is none here")
-        return read_image(stdin.read(), loaded, single, name="standard input")
+        return read_image(stdin.read(), classifier, single, name="standard input")
     if Path(path).is_dir():
         raise UnsupportedInput(f"{path} is a folder with no picture files in it "
                                f"({', '.join(sorted(PICTURE_SUFFIXES))})")
-    return read_image(path, loaded, single)
+    return read_image(path, classifier, single)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
@@ -34,28 +33,42 @@ SAMPLE_PIXELS = 10_000  # statistics of the whole picture come from about this m
 BACKGROUND_SIDE = 48  # the light is estimated on a picture this small: it varies slowly
 BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits stays more than a line
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
-MIN_CONTRAST = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
-NOISE_SIGMAS = 6.0  # and stands out of the paper's noise by this many standard deviations
-MIN_PIECE_PIXELS, CRUMB_FRACTION, MAX_PIECES = 3, 0.002, 100  # ink too small to be worth a look, and a bound
-MERGE_OVERLAP = 0.5  # pieces sharing this much of the narrower one's width belong to one digit
-FRAGMENT_HEIGHT = 0.6  # a piece lower than this share of its neighbour, close over or under it, is part of it
-FRAGMENT_REACH = 0.1  # over its columns or beside them, by a gap up to this share of its height,
-FRAGMENT_INK = 0.4  # if it has less than this share of its ink
-FRAGMENT_TOUCH = 0.15  # or its ink comes this close (a share of the digit's height): a pen lifted for a moment
-SHORT_FRACTION = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
-SPECK_FRACTION = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
-DASH_FRACTION = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
-PEN_RANGE = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
-WIDE_ASPECT = 0.9  # a digit wider than this times its height may be two that touch (the model decides)
-CUT_RANGE, CUTS = (0.3, 0.7), 4  # where, across its width, such a pair is cut, and in how many places at most
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
+
+
+@dataclass(frozen=True)
+class ReadingSettings:
+    """The tunable choices of reading a picture, passed as a value: a test or a benchmark that tries
+    other ones makes its own copy (dataclasses.replace(DEFAULT_SETTINGS, cuts=8)), never changes ours."""
+
+    min_contrast: float = 0.15  # ink differs from the paper by at least this fraction of the paper's brightness
+    noise_sigmas: float = 6.0  # and stands out of the paper's noise by this many standard deviations
+    min_piece_pixels: int = 3  # ink too small to be worth a look,
+    crumb_fraction: float = 0.002  # or smaller than this share of the largest piece,
+    max_pieces: int = 100  # and a bound on the pieces looked at
+    merge_overlap: float = 0.5  # pieces sharing this much of the narrower one's width belong to one digit
+    fragment_height: float = 0.6  # a piece lower than this share of its neighbour, close over or under it, is part of it
+    fragment_reach: float = 0.1  # over its columns or beside them, by a gap up to this share of its height,
+    fragment_ink: float = 0.4  # if it has less than this share of its ink
+    fragment_touch: float = 0.15  # or its ink comes this close (a share of the digit's height): a pen lifted for a moment
+    short_fraction: float = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
+    speck_fraction: float = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
+    dash_fraction: float = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
+    pen_range: tuple[float, float] = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
+    wide_aspect: float = 0.9  # a digit wider than this times its height may be two that touch (the model decides)
+    cut_range: tuple[float, float] = (0.3, 0.7)  # where, across its width, such a pair is cut,
+    cuts: int = 4  # and in how many places at most
+    split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read to be taken
+
+
+DEFAULT_SETTINGS = ReadingSettings()
 
 
 @dataclass
 class Segment:
     """One digit as the network wants it, and where it was in the picture."""
 
-    image: torch.Tensor  # (28, 28) uint8, white on black, centred by mass
+    image: np.ndarray  # (28, 28) uint8, white on black, centred by mass
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels (x1, y1 exclusive)
     # For a digit wider than digits are: its cuts in two at a few thin columns, made when asked (two
     # digits that touch, if the model reads both halves far more surely than the whole; predict decides).
@@ -245,10 +258,11 @@ def as_mnist(gray: Image.Image) -> Segment | None:
     if np.abs(np.array(ndimage.center_of_mass(pixels)) - CENTRE).max() > 1:
         return None
     box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
-    return Segment(torch.from_numpy(np.array(pixels)), box)
+    return Segment(np.array(pixels), box)
 
 
-def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
+def preprocess_image(image: Image.Image, single: bool = False, settings: ReadingSettings = DEFAULT_SETTINGS
+                     ) -> list[Segment]:
     """The digits in a picture, left to right, as MNIST-style 28x28 images; [] when there is no ink.
 
     `single` treats all the ink as one digit.
@@ -262,11 +276,11 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(pen_width(gray, paper) // STROKE_PIXELS))
     work = gray.reduce(reduce) if reduce > 1 else gray
     ink, noise, sample = ink_map(np.asarray(work, dtype=np.float32) / 255, paper)
-    found = find_pieces(ink, noise, sample)
+    found = find_pieces(ink, noise, sample, settings)
     if found is None:
         return []
     labels, pieces, low, level = found
-    groups = drop_specks(merge_pieces(pieces, labels))
+    groups = drop_specks(merge_pieces(pieces, labels, settings), settings)
     if single:
         groups = [Piece.union(groups)]
 
@@ -277,10 +291,10 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
         def cuts() -> list[tuple[Segment, Segment]]:
             return [(segment(left_part, x0 + left_at[1], y0 + left_at[0], False),
                      segment(right_part, x0 + right_at[1], y0 + right_at[0], False))
-                    for (left_part, left_at), (right_part, right_at) in cuts_in_two(crop)]
+                    for (left_part, left_at), (right_part, right_at) in cuts_in_two(crop, settings)]
 
-        wide = cut and crop.shape[1] > WIDE_ASPECT * crop.shape[0]
-        return Segment(mnist_style(crop), box, cuts if wide else None)
+        wide = cut and crop.shape[1] > settings.wide_aspect * crop.shape[0]
+        return Segment(mnist_style(crop, settings), box, cuts if wide else None)
 
     segments = []
     for group in sorted(groups, key=lambda group: group.box[0]):
@@ -291,13 +305,15 @@ def preprocess_image(image: Image.Image, single: bool = False) -> list[Segment]:
     return segments
 
 
-def cuts_in_two(crop: np.ndarray) -> list[list[tuple[np.ndarray, tuple[int, int]]]]:
-    """Ways to cut a crop into two digits: at the thinnest column of each of CUTS stretches across its
+def cuts_in_two(crop: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS
+                ) -> list[list[tuple[np.ndarray, tuple[int, int]]]]:
+    """Ways to cut a crop into two digits: at the thinnest column of each of `cuts` stretches across its
     middle (the thinnest of all can be the bar of a 4, not where two digits meet). Each cut is its two
     halves, cropped to their ink, with their (top, left) in the crop."""
     width = crop.shape[1]
     ink = crop.sum(axis=0)
-    bounds = np.linspace(CUT_RANGE[0] * width, CUT_RANGE[1] * width, CUTS + 1).round().astype(int)
+    bounds = np.linspace(settings.cut_range[0] * width, settings.cut_range[1] * width,
+                         settings.cuts + 1).round().astype(int)
     cuts = []
     for start, stop in zip(bounds[:-1], bounds[1:]):
         column = int(start) + int(np.argmin(ink[start:max(stop, start + 1)]))
@@ -343,21 +359,23 @@ def preprocess_object(image: Image.Image) -> list[Segment]:
     # Fashion-MNIST puts the odd pixel of padding before the thing, not after.
     top, left = (OBJECT_SIDE - thing.shape[0] + 1) // 2, (OBJECT_SIDE - thing.shape[1] + 1) // 2
     frame[top:top + thing.shape[0], left:left + thing.shape[1]] = thing
-    return [Segment(torch.from_numpy(frame.round().astype(np.uint8)), (x0, y0, x1, y1))]
+    return [Segment(frame.round().astype(np.uint8), (x0, y0, x1, y1))]
 
 
-def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray) -> tuple[np.ndarray, list[Piece], float, float] | None:
+def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS
+                ) -> tuple[np.ndarray, list[Piece], float, float] | None:
     """Connected pieces of ink (labels, pieces, and the threshold and level that made them), or None
     when there is no ink.
 
     A two-level threshold from the ink's own level: strokes are the pixels past half of it, and each
     stroke keeps its blurred rim down to an eighth of it, as long as that stays out of the noise.
     """
-    if float(ink.max(initial=0)) < max(MIN_CONTRAST, NOISE_SIGMAS * noise):
+    contrast, noise_floor = settings.min_contrast, settings.noise_sigmas * noise
+    if float(ink.max(initial=0)) < max(contrast, noise_floor):
         return None
-    candidates = sample[sample > max(MIN_CONTRAST / 2, NOISE_SIGMAS * noise)]
+    candidates = sample[sample > max(contrast / 2, noise_floor)]
     level = float(np.percentile(candidates, 90)) if candidates.size else float(ink.max())
-    high = max(level / 2, MIN_CONTRAST / 2, NOISE_SIGMAS * noise)
+    high = max(level / 2, contrast / 2, noise_floor)
     low = max(level / 8, 3 * noise)
     labels, count = ndimage.label(ink > low, structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
@@ -365,8 +383,9 @@ def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray) -> tuple[np.n
     strong[labels[ink > high]] = True
     strong[0] = False
     # Only crumbs go here; whether a small piece is a speck or part of a digit is decided after merging.
-    kept = np.flatnonzero(strong & (sizes >= max(MIN_PIECE_PIXELS, CRUMB_FRACTION * sizes[strong].max(initial=0))))
-    kept = kept[np.argsort(sizes[kept])[::-1][:MAX_PIECES]]
+    smallest = max(settings.min_piece_pixels, settings.crumb_fraction * sizes[strong].max(initial=0))
+    kept = np.flatnonzero(strong & (sizes >= smallest))
+    kept = kept[np.argsort(sizes[kept])[::-1][:settings.max_pieces]]
     if not len(kept):
         return None
     slices = ndimage.find_objects(labels)
@@ -404,29 +423,31 @@ class Piece:
                      sum(piece.pixels for piece in pieces), max(piece.largest for piece in pieces))
 
 
-def share_columns(a: Piece, b: Piece) -> bool:
+def share_columns(a: Piece, b: Piece, settings: ReadingSettings = DEFAULT_SETTINGS) -> bool:
     """Pieces sharing most of the narrower one's columns are one digit: a broken stroke, a crossed 7."""
     shared = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
-    return shared >= MERGE_OVERLAP * min(a.width, b.width)
+    return shared >= settings.merge_overlap * min(a.width, b.width)
 
 
-def fragment_of(short: Piece, tall: Piece, labels: np.ndarray) -> tuple[float, float] | None:
+def fragment_of(short: Piece, tall: Piece, labels: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS
+                ) -> tuple[float, float] | None:
     """(The gap between their ink, the columns they share (negative: the gap between them)) when
     `short` is a fragment of `tall`, such as the detached bar of a 5: much lower, close over or under
     its top or bottom half, and over its columns or just beside them, with little ink or nearly
     touching. None when it is not."""
-    if short.height >= FRAGMENT_HEIGHT * tall.height:
+    if short.height >= settings.fragment_height * tall.height:
         return None
     shared = min(short.box[2], tall.box[2]) - max(short.box[0], tall.box[0])
     middle = (tall.box[1] + tall.box[3]) / 2
     off_middle = short.box[3] <= middle or short.box[1] >= middle  # a dash across the middle stays apart
-    close = max(tall.box[1] - short.box[3], short.box[1] - tall.box[3]) < FRAGMENT_HEIGHT * tall.height
-    if not (off_middle and close and (shared > 0 or -shared < FRAGMENT_REACH * tall.height)):
+    close = max(tall.box[1] - short.box[3], short.box[1] - tall.box[3]) < settings.fragment_height * tall.height
+    if not (off_middle and close and (shared > 0 or -shared < settings.fragment_reach * tall.height)):
         return None
     gap = ink_gap(labels, short, tall)
     # Just beside it, not over it, only a piece with little ink or one that nearly touches it:
     # a flat 2 beside a 0 is a digit.
-    if shared <= 0 and short.pixels >= FRAGMENT_INK * tall.pixels and gap > FRAGMENT_TOUCH * tall.height:
+    if (shared <= 0 and short.pixels >= settings.fragment_ink * tall.pixels
+            and gap > settings.fragment_touch * tall.height):
         return None
     return gap, shared
 
@@ -440,7 +461,8 @@ def ink_gap(labels: np.ndarray, a: Piece, b: Piece) -> float:
     return float(distance[np.isin(window, b.labels)].min())
 
 
-def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
+def merge_pieces(pieces: list[Piece], labels: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS
+                 ) -> list[Piece]:
     """Pieces of one digit joined: first each fragment to the piece whose ink it nearly touches (the
     detached bar of a 5 goes to the 5 whose top it left, not to the 0 or 3 under its far end), the
     one it overlaps most among equals; then pieces that share columns."""
@@ -448,7 +470,7 @@ def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
     while True:
         candidates = [(-round(found[0]), found[1], i, j)
                       for i, short in enumerate(groups) for j, tall in enumerate(groups)
-                      if i != j and (found := fragment_of(short, tall, labels)) is not None]
+                      if i != j and (found := fragment_of(short, tall, labels, settings)) is not None]
         if not candidates:
             break
         *_, i, j = max(candidates)
@@ -457,7 +479,7 @@ def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
     merged = True
     while merged:
         pairs = ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups)))
-        merged = next(((i, j) for i, j in pairs if share_columns(groups[i], groups[j])), None)
+        merged = next(((i, j) for i, j in pairs if share_columns(groups[i], groups[j], settings)), None)
         if merged:
             i, j = merged
             groups[i] = Piece.union([groups[i], groups[j]])
@@ -465,23 +487,23 @@ def merge_pieces(pieces: list[Piece], labels: np.ndarray) -> list[Piece]:
     return groups
 
 
-def drop_specks(groups: list[Piece]) -> list[Piece]:
+def drop_specks(groups: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[Piece]:
     """Dots, dashes and dust: much lower or with much less ink than the biggest digit (a stray mark
     beside a digit, as in some of MNIST's own crops), or made of crumbs alone (a dotted trail is not a
     stroke)."""
     tallest = max(group.height for group in groups)
     most = max(group.pixels for group in groups)
     largest = max(group.largest for group in groups)
-    return [group for group in groups if group.height >= SHORT_FRACTION * tallest
-            and group.pixels >= DASH_FRACTION * most and group.largest >= SPECK_FRACTION * largest]
+    return [group for group in groups if group.height >= settings.short_fraction * tallest
+            and group.pixels >= settings.dash_fraction * most and group.largest >= settings.speck_fraction * largest]
 
 
-def even_pen(crop: np.ndarray) -> np.ndarray:
+def even_pen(crop: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS) -> np.ndarray:
     """Strokes grown or thinned into MNIST's range of pen widths, measured at its 20 px scale:
     a ballpoint on a big digit becomes a pen, a marker a thinner one."""
     scale = DIGIT_SIDE / max(crop.shape)
     width = stroke_width(crop >= 0.5) * scale
-    target = min(max(width, PEN_RANGE[0]), PEN_RANGE[1])
+    target = min(max(width, settings.pen_range[0]), settings.pen_range[1])
     size = 2 * round(abs(target - width) / 2 / scale) + 1
     if not width or size == 1:
         return crop
@@ -490,9 +512,9 @@ def even_pen(crop: np.ndarray) -> np.ndarray:
     return ndimage.minimum_filter(crop, size=size)
 
 
-def mnist_style(crop: np.ndarray) -> torch.Tensor:
+def mnist_style(crop: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS) -> np.ndarray:
     """A tight crop of one digit's ink (floats 0..1) as MNIST has it: 20 px longest side, 28x28, centred."""
-    crop = even_pen(crop)
+    crop = even_pen(crop, settings)
     height, width = crop.shape
     scale = DIGIT_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -506,4 +528,4 @@ def mnist_style(crop: np.ndarray) -> torch.Tensor:
     left = int(np.clip(round(CENTRE - centre_column), 0, FRAME_SIDE - columns))
     frame = np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32)
     frame[top:top + rows, left:left + columns] = digit
-    return torch.from_numpy((frame * 255).round().astype(np.uint8))
+    return (frame * 255).round().astype(np.uint8)
