@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import CHROMIUM, picture_of_digits, require, serving
 from digitrec.errors import write_atomic
@@ -177,6 +180,27 @@ def test_an_uploaded_or_dropped_photo_is_read_with_a_box_per_digit(page, mnist):
     settle(page, "#photo-reading")
     assert page.locator("#photo-digits").text_content() == "".join(str(int(label)) for label in mnist.test_labels[2:5])
     assert page.locator(".box").count() == 3
+
+
+def test_a_number_drawn_on_the_pad_is_read_whole(page):
+    left = [[(x * 0.5, y) for x, y in stroke] for stroke in ONE]
+    right = [[(0.5 + x * 0.5, y) for x, y in stroke] for stroke in SEVEN]
+    draw(page, left + right)
+    view = shown(page)
+    assert view["status"] == "" and view["digit"] == "17"
+    assert page.locator("#confidence").text_content().startswith("2 digits; the least sure, ")
+
+
+def test_a_photo_of_several_lines_shows_each_line(page, mnist):
+    lines = [np.asarray(Image.open(io.BytesIO(picture_of_digits([mnist.test_images[i] for i in row], (600, 160)))))
+             for row in ([0, 1, 2], [3, 4])]
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate(lines)).save(buffer, "PNG")
+    page.set_input_files("#file", files=[{"name": "page.png", "mimeType": "image/png", "buffer": buffer.getvalue()}])
+    settle(page, "#photo-reading")
+    labels = [str(int(label)) for label in mnist.test_labels[:5]]
+    assert page.locator("#photo-digits").inner_text().splitlines() == ["".join(labels[:3]), "".join(labels[3:])]
+    assert page.locator(".box").count() == 5
 
 
 def test_a_finger_draws_on_a_phone_sized_screen(browser, url):

@@ -21,7 +21,7 @@ from digitrec.cli import main
 from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
 from digitrec.inference import default_model
-from digitrec.predict import UNCERTAIN_BELOW, Item, Reading, read_image
+from digitrec.predict import UNCERTAIN_BELOW, Item, Line, Reading, read_image
 from digitrec.preprocess import DEFAULT_SETTINGS, Segment
 
 ITEM_KEYS = {"digit", "probability", "probabilities", "box"}
@@ -55,8 +55,10 @@ def test_the_json_is_exactly_the_documented_schema(quick_model, sure_digits):
     digits, label = sure_digits
     picture = picture_of_digits(digits[:4], (600, 200))
     result = read_image(picture, quick_model).to_json()
-    assert set(result) - {"uncertain"} == {"digits", "confidence", "items"}
+    assert set(result) - {"uncertain"} == {"digits", "confidence", "items", "lines"}
     assert result.get("uncertain", True) is True  # present only when due
+    (line,) = result["lines"]  # one line of writing: the same digits, confidence and items
+    assert line == {"digits": result["digits"], "confidence": result["confidence"], "items": result["items"]}
     assert isinstance(result["digits"], str) and isinstance(result["confidence"], float)
     assert result["digits"] == "".join(str(item["digit"]) for item in result["items"]) == label[:4]
     assert result["confidence"] == min(item["probability"] for item in result["items"])
@@ -75,8 +77,8 @@ def test_uncertain_is_flagged_only_when_a_digit_is_doubtful():
     segment = Segment(np.zeros((28, 28), np.uint8), (0, 0, 1, 1))
     sure = Item(3, 0.9, [0.01] * 10, (0, 0, 1, 1))
     doubtful = Item(8, UNCERTAIN_BELOW - 0.01, [0.01] * 10, (0, 0, 1, 1))
-    assert "uncertain" not in Reading("3", 0.9, [sure], [segment]).to_json()
-    assert Reading("38", doubtful.probability, [sure, doubtful], [segment] * 2).to_json()["uncertain"] is True
+    assert "uncertain" not in Reading([Line.of([sure])], [segment]).to_json()
+    assert Reading([Line.of([sure, doubtful])], [segment] * 2).to_json()["uncertain"] is True
 
 
 def test_dark_ink_and_light_ink_read_the_same(quick_model, sure_digits):
@@ -188,7 +190,7 @@ def test_predict_json_lines_read_a_folder_and_report_each_bad_file(folder, fast_
     assert sorted(by_name) == ["blank.png", "empty.png", "huge.png", "notes.png", "number.png", "sub/one.jpg"]
     assert by_name["number.png"]["digits"] == label
     assert by_name["sub/one.jpg"]["digits"] == label[0]
-    assert set(by_name["number.png"]) - {"uncertain"} == {"file", "digits", "confidence", "items"}
+    assert set(by_name["number.png"]) - {"uncertain"} == {"file", "digits", "confidence", "items", "lines"}
     for name, words in [("blank.png", "no digits found"), ("empty.png", "empty"), ("notes.png", "not a picture"),
                         ("huge.png", "more than the")]:
         assert set(by_name[name]) == {"file", "error"} and words in by_name[name]["error"], by_name[name]
@@ -287,3 +289,32 @@ def test_without_torch_the_shipped_model_still_reads():
     assert answer.returncode == 0, answer.stderr
     *readings, modules = answer.stdout.splitlines()
     assert json.loads(readings[0])["digits"] and modules == "[]"
+
+
+def page_of_lines(rows: list[list[torch.Tensor]], size: tuple[int, int] = (600, 160)) -> bytes:
+    """A PNG of several lines of MNIST digits, one under another, each line as picture_of_digits writes it."""
+    lines = [np.asarray(Image.open(io.BytesIO(picture_of_digits(row, size)))) for row in rows]
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate(lines)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_several_lines_are_read_top_to_bottom_each_left_to_right(quick_model, sure_digits, tmp_path, capsys):
+    digits, label = sure_digits
+    rows = [digits[0:3], digits[3:7], digits[1:3]]  # the digits of one line stand over those of the next
+    expected = [label[0:3], label[3:7], label[1:3]]
+    reading = read_image(page_of_lines(rows), quick_model)
+    assert [line.digits for line in reading.lines] == expected
+    assert reading.digits == "\n".join(expected)
+    result = reading.to_json()
+    assert [line["digits"] for line in result["lines"]] == expected
+    assert result["items"] == [item for line in result["lines"] for item in line["items"]]
+    tops = [min(item["box"][1] for item in line["items"]) for line in result["lines"]]
+    assert tops == sorted(tops) and all(b[0] < a[0] for line in result["lines"]  # left to right in a line
+                                        for b, a in zip([i["box"] for i in line["items"]], [i["box"] for i in line["items"]][1:]))
+    picture = tmp_path / "page.png"
+    picture.write_bytes(page_of_lines(rows))
+    assert main(["predict", str(picture)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"{picture}: 3 lines  (confidence ")
+    assert [line.split()[0] for line in printed[1:]] == expected

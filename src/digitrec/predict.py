@@ -50,13 +50,43 @@ class Item:
 
 
 @dataclass
-class Reading:
-    """All the digits in one picture, left to right."""
+class Line:
+    """One line of writing: its digits left to right."""
 
     digits: str
-    confidence: float  # the probability of the least certain digit
+    confidence: float  # the probability of its least certain digit
     items: list[Item]
-    segments: list[Segment]  # what the model saw, one per item
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Line:
+        # The weakest digit, not the product of all: label smoothing caps each near 0.9, so a product
+        # would call a sure six-digit reading a coin toss.
+        return cls("".join(str(item.digit) for item in items), min(item.probability for item in items), items)
+
+    def to_json(self, top_k: int | None = None) -> dict:
+        return {"digits": self.digits, "confidence": self.confidence,
+                "items": [item.to_json(top_k) for item in self.items]}
+
+
+@dataclass
+class Reading:
+    """All the digits in one picture: its lines top to bottom, each read left to right."""
+
+    lines: list[Line]
+    segments: list[Segment]  # what the model saw, one per item, in reading order
+
+    @property
+    def digits(self) -> str:
+        """Every line's digits, the lines joined with newlines (one line: just its digits)."""
+        return "\n".join(line.digits for line in self.lines)
+
+    @property
+    def confidence(self) -> float:
+        return min(line.confidence for line in self.lines)
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for line in self.lines for item in line.items]
 
     @property
     def label(self) -> str | None:
@@ -78,28 +108,36 @@ class Reading:
 
         `include_inputs` adds each 28x28 input as a base64 PNG; `top_k` the K likeliest digits of each.
         """
+        lines = [line.to_json(top_k) for line in self.lines]
         result = {"digits": self.digits, "confidence": self.confidence,
-                  "items": [item.to_json(top_k) for item in self.items]}
+                  "items": [item for line in lines for item in line["items"]], "lines": lines}
         if self.label is not None:
             result["label"] = self.label
         if self.uncertain:
             result["uncertain"] = True
-        if include_inputs:
+        if include_inputs:  # the same dicts sit in "lines" and "items"
             for item, image in zip(result["items"], self.image28):
                 item["input_png"] = _png_base64(image)
         return result
 
     def describe(self, top_k: int | None = None) -> str:
-        """One line for people: the digits and the confidence, and the runners-up when asked."""
-        line = f"{self.label or self.digits}  (confidence {self.confidence:.1%})"
-        doubtful = [f"{item.digit} at {item.probability:.0%}" for item in self.items if item.probability < UNCERTAIN_BELOW]
-        if doubtful:
-            line += "  uncertain: " + ", ".join(doubtful)
-        if top_k:
-            line += "  top: " + " | ".join(
-                " ".join(f"{digit}:{probability:.2f}" for digit, probability in item.likeliest(top_k))
-                for item in self.items)
-        return line
+        """For people: the digits and the confidence, and the runners-up when asked; a picture of several
+        lines gets a line of text for each, under a heading."""
+        if len(self.lines) == 1:
+            return _describe(self.label or self.digits, self.confidence, self.items, top_k)
+        return (f"{len(self.lines)} lines  (confidence {self.confidence:.1%})\n" + "\n".join(
+            "  " + _describe(line.digits, line.confidence, line.items, top_k) for line in self.lines))
+
+
+def _describe(text: str, confidence: float, items: list[Item], top_k: int | None) -> str:
+    described = f"{text}  (confidence {confidence:.1%})"
+    doubtful = [f"{item.digit} at {item.probability:.0%}" for item in items if item.probability < UNCERTAIN_BELOW]
+    if doubtful:
+        described += "  uncertain: " + ", ".join(doubtful)
+    if top_k:
+        described += "  top: " + " | ".join(
+            " ".join(f"{digit}:{probability:.2f}" for digit, probability in item.likeliest(top_k)) for item in items)
+    return described
 
 
 def _png_base64(image: np.ndarray) -> str:
@@ -128,15 +166,13 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
     segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
-    items = []
+    lines: dict[int, list[Item]] = {}
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
-        items.append(Item(digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()],
-                          segment.box, names[digit] if names else None))
-    # The weakest digit, not the product of all: label smoothing caps each near 0.9, so a product
-    # would call a sure six-digit reading a coin toss.
-    confidence = min(item.probability for item in items)
-    return Reading("".join(str(item.digit) for item in items), confidence, items, segments)
+        lines.setdefault(segment.line, []).append(Item(
+            digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()], segment.box,
+            names[digit] if names else None))
+    return Reading([Line.of(items) for _, items in sorted(lines.items())], segments)
 
 
 def _read_segments(segments: list[Segment], classifier: Classifier,

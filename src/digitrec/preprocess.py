@@ -59,6 +59,7 @@ class ReadingSettings:
     cut_range: tuple[float, float] = (0.3, 0.7)  # where, across its width, such a pair is cut,
     cuts: int = 4  # and in how many places at most
     split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read to be taken
+    line_overlap: float = 0.5  # a digit shares this much of its height with a line of writing to be on it
 
 
 DEFAULT_SETTINGS = ReadingSettings()
@@ -73,6 +74,7 @@ class Segment:
     # For a digit wider than digits are: its cuts in two at a few thin columns, made when asked (two
     # digits that touch, if the model reads both halves far more surely than the whole; predict decides).
     cuts: Callable[[], list[tuple["Segment", "Segment"]]] | None = None
+    line: int = 0  # which line of writing it is on, counted from the top
 
 
 def decode_image(source: bytes | str | Path, name: str | None = None) -> Image.Image:
@@ -280,29 +282,60 @@ def preprocess_image(image: Image.Image, single: bool = False, settings: Reading
     if found is None:
         return []
     labels, pieces, low, level = found
-    groups = drop_specks(merge_pieces(pieces, labels, settings), settings)
-    if single:
-        groups = [Piece.union(groups)]
+    # Lines first, then digits within each: a digit merged with the one under it would read as neither.
+    lines = [[Piece.union(pieces)]] if single else [merge_pieces(line, labels, settings)
+                                                     for line in text_lines(pieces, settings)]
+    kept = {id(group) for group in drop_specks([group for line in lines for group in line], settings)}
+    lines = [line for line in ([group for group in line if id(group) in kept] for line in lines) if line]
 
-    def segment(crop: np.ndarray, x0: int, y0: int, cut: bool) -> Segment:
+    def segment(crop: np.ndarray, x0: int, y0: int, line: int, cut: bool) -> Segment:
         x1, y1 = x0 + crop.shape[1], y0 + crop.shape[0]
         box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
 
         def cuts() -> list[tuple[Segment, Segment]]:
-            return [(segment(left_part, x0 + left_at[1], y0 + left_at[0], False),
-                     segment(right_part, x0 + right_at[1], y0 + right_at[0], False))
+            return [(segment(left_part, x0 + left_at[1], y0 + left_at[0], line, False),
+                     segment(right_part, x0 + right_at[1], y0 + right_at[0], line, False))
                     for (left_part, left_at), (right_part, right_at) in cuts_in_two(crop, settings)]
 
         wide = cut and crop.shape[1] > settings.wide_aspect * crop.shape[0]
-        return Segment(mnist_style(crop, settings), box, cuts if wide else None)
+        return Segment(mnist_style(crop, settings), box, cuts if wide else None, line)
 
     segments = []
-    for group in sorted(groups, key=lambda group: group.box[0]):
-        x0, y0, x1, y1 = group.box
-        values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
-        crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
-        segments.append(segment(crop, x0, y0, cut=not single))
+    for number, line in enumerate(lines):
+        for group in sorted(line, key=lambda group: group.box[0]):
+            x0, y0, x1, y1 = group.box
+            values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
+            crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
+            segments.append(segment(crop, x0, y0, number, cut=not single))
     return segments
+
+
+def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[list[Piece]]:
+    """Pieces grouped into lines of writing, top to bottom. Digits of one line share most of their rows
+    (uneven baselines and a slight tilt included: each digit joins the line whose rows it shares), and
+    lines are made of pieces of nearly a digit's height alone (a digit broken in two stays on one
+    line); a smaller piece (a detached bar, a dot) then joins the line whose rows are nearest its own."""
+    tallest = max(piece.height for piece in pieces)
+    digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * tallest),
+                         key=lambda piece: piece.box[1])
+    lines: list[list[Piece]] = []
+    spans: list[list[int]] = []  # each line's top and bottom row
+    for piece in digit_sized:
+        _, top, _, bottom = piece.box
+        shared = [min(bottom, span[1]) - max(top, span[0]) for span in spans]
+        best = int(np.argmax(shared)) if shared else -1
+        if shared and shared[best] >= settings.line_overlap * piece.height:
+            lines[best].append(piece)
+            spans[best] = [min(top, spans[best][0]), max(bottom, spans[best][1])]
+        else:
+            lines.append([piece])
+            spans.append([top, bottom])
+    for piece in pieces:
+        if piece.height < settings.fragment_height * tallest:
+            middle = (piece.box[1] + piece.box[3]) / 2
+            nearest = min(range(len(spans)), key=lambda k: max(spans[k][0] - middle, middle - spans[k][1], 0))
+            lines[nearest].append(piece)
+    return [line for _, line in sorted(zip((span[0] for span in spans), lines), key=lambda pair: pair[0])]
 
 
 def cuts_in_two(crop: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS

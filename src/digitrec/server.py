@@ -49,15 +49,23 @@ class Item(BaseModel):
     input_png: str | None = Field(None, description="with inputs=true: the 28x28 image the model saw, a base64 PNG")
 
 
+class Line(BaseModel):
+    digits: str = Field(description="the line's digits, left to right")
+    confidence: float = Field(description="the probability of the line's least certain digit")
+    items: list[Item]
+
+
 class Prediction(BaseModel):
     """The same object as `digitrec predict --json` prints."""
 
     file: str | None = Field(None, description="the upload's file name, when it had one")
-    digits: str = Field(description="every digit read, left to right")
+    digits: str = Field(description="every digit read: each line's left to right, the lines (top to bottom) "
+                                    "joined with a newline")
     confidence: float = Field(description="the probability of the least certain digit")
     uncertain: bool | None = Field(None, description="present and true when a digit was read with low probability")
     label: str | None = Field(None, description="the class name read, for a model of things other than digits")
-    items: list[Item]
+    items: list[Item] = Field(description="every digit read, in reading order")
+    lines: list[Line] = Field(description="the lines of writing, top to bottom")
 
 
 class ModelInfo(BaseModel):

@@ -142,10 +142,16 @@ function showBar(row, probability, top) {
   row.querySelector(".value").textContent = probability ? percent : "";
 }
 
-function showReading(item, uncertain) {
-  digitText.textContent = item ? String(item.digit) : "?";
-  confidenceText.textContent = !item ? "Draw a digit on the pad."
-    : `${(100 * item.probability).toFixed(1)}% sure` + (uncertain ? ": not sure, try drawing it larger and clearer" : "");
+// A drawing of several digits side by side shows them all; the bars and the 28x28 view are those of
+// its least sure digit, the one worth a second look.
+function showReading(reading) {
+  const items = reading ? reading.items : [];
+  const item = items.reduce((least, next) => (!least || next.probability < least.probability ? next : least), null);
+  digitText.textContent = reading ? reading.digits : "?";
+  const which = items.length > 1 ? `${items.length} digits; the least sure, ${item.digit}, is ` : "";
+  confidenceText.textContent = !item ? "Draw a digit, or a number, on the pad."
+    : `${which}${(100 * item.probability).toFixed(1)}% sure`
+      + (reading.uncertain ? ": not sure, try drawing it larger and clearer" : "");
   [...bars.children].forEach((row, digit) => showBar(row, item ? item.probabilities[digit] : 0, item?.digit === digit));
   seen.hidden = !item;
   if (item) seen.src = `data:image/png;base64,${item.input_png}`;
@@ -165,18 +171,18 @@ async function predictDrawing() {
   let reading = null;
   let problem = "";
   try {
-    reading = await callApi("/api/predict?single=true&inputs=true",
+    reading = await callApi("/api/predict?inputs=true",
                             { method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
   } catch (error) {
     problem = error.message;
   }
   if (number !== latestDrawing) return;
   showStatus(problem);
-  if (reading) showReading(reading.items[0], reading.uncertain);
+  if (reading) showReading(reading);
   readingSection.setAttribute("aria-busy", "false");
 }
 
-// Photos: several digits in a row, each with its box drawn over the picture.
+// Photos: lines of digits, each line on a line of its own, each digit with its box drawn over the picture.
 const photoSection = document.getElementById("photo-reading");
 const drop = document.getElementById("drop");
 const fileInput = document.getElementById("file");
