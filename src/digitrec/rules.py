@@ -1,0 +1,275 @@
+"""Printed rules are not ink: ruled lines, margins, squared grids and form boxes, found and removed
+before the digits are segmented.
+
+    ruling = remove_rules(np.asarray(image))   # RGB (H, W, 3) or grey (H, W) uint8, as decoded
+    ruling.cleaned                             # grey (H, W) uint8: the picture without its rules
+    ruling.boxes                               # form boxes (x0, y0, x1, y1), in reading order
+
+How: the ink mask is the pixels darker than the local paper in any colour channel (so a light-blue
+rule on white paper counts as much as black ink). Rules are long, thin and straight: horizontal runs
+of ink (vertical ones for vertical rules) at least RUN_PIXELS long are joined into pieces, each piece
+gets a straight line fitted to it (rules may be turned a few degrees; a fitted line follows them), and
+a piece is a rule if it is thin for its length and spans a good share of the picture (a ruled line,
+a margin, a grid line), or if it is the wall of a form box: a vertical piece ending on two horizontal
+rules that themselves end inside the picture. A written 1 spans neither (a box's digit is shorter than
+the box; a notebook's rules run off the page, so they never make walls). A rule's band is removed
+where no stroke crosses it: a band pixel with stroke ink directly on both sides (above and below a
+horizontal rule, left and right of a vertical one) is stroke and stays, so the strokes a rule
+crosses stay whole. Detection runs on a copy reduced to DETECT_SIDE, so a large picture takes
+bounded time. numpy, scipy.ndimage and Pillow only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+DETECT_SIDE = 1024  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
+PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated this small
+MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
+NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
+RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
+FIT_STRETCH = 24  # px (detection scale): a line is first placed by the likeliest row of each stretch this long
+THIN_RATIO = 0.05  # a rule's thickness is under 5% of its length; a written 1 or a 7's bar is 7-20%
+MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
+HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
+VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
+# a single written 1 fills at most ~70% of its picture's height)
+# A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
+TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close to the rules it joins
+EDGE_PIXELS = 3  # px (detection scale): a rule ending this close to the picture's edge runs off the page
+BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A straight printed line: across = slope * along + offset, with `along` from start to end (px).
+    For a horizontal rule along is x and across is y; for a vertical rule the other way round."""
+
+    slope: float
+    offset: float
+    thickness: float
+    start: float
+    end: float
+
+    def across_at(self, along: float) -> float:
+        return self.slope * along + self.offset
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A picture without its printed rules (see the module's docstring)."""
+
+    cleaned: np.ndarray  # (H, W) uint8 grey: rule pixels replaced by the paper's brightness
+    rule_mask: np.ndarray  # (H, W) bool: the pixels removed
+    boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 (on their walls) in reading order
+    lines: list[int]  # y of each horizontal rule at the picture's middle, top to bottom
+    found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
+
+
+def remove_rules(pixels: np.ndarray) -> Ruling:
+    """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules."""
+    colour = np.atleast_3d(np.asarray(pixels, np.float32))[..., :3]
+    grey = colour.mean(axis=2) if colour.shape[2] == 1 else colour @ np.array([0.299, 0.587, 0.114], np.float32)
+    inverted = np.median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
+    if inverted:
+        colour, grey = 255 - colour, 255 - grey
+    paper = paper_brightness(colour)
+    ink = ink_mask(colour, paper)
+    factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
+    small = reduce_any(ink, factor)
+    horizontal, vertical, boxes = find_rules(small)
+    bands_h = [band_of(line, factor) for line in horizontal]
+    bands_v = [band_of(line, factor) for line in vertical]
+    removed = rule_pixels(ink, bands_h, bands_v)
+    paper_grey = paper.mean(axis=2) if paper.shape[2] == 1 else paper @ np.array([0.299, 0.587, 0.114], np.float32)
+    cleaned = np.where(removed, paper_grey, grey)
+    if inverted:
+        cleaned = 255 - cleaned
+    middle = ink.shape[1] / 2 / factor
+    return Ruling(cleaned.clip(0, 255).round().astype(np.uint8), removed,
+                  [tuple(int(round(v * factor)) for v in box) for box in boxes],
+                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal),
+                  bool(horizontal or vertical))
+
+
+def paper_brightness(colour: np.ndarray) -> np.ndarray:
+    """Each channel's paper brightness under the picture's light: the brightest nearby, on a small copy
+    where ink and rules are thinner than a pixel."""
+    height, width, channels = colour.shape
+    scale = PAPER_SIDE / max(height, width)
+    size = (max(4, round(width * scale)), max(4, round(height * scale)))
+    planes = []
+    for channel in range(channels):
+        small = Image.fromarray(colour[..., channel]).resize(size, Image.Resampling.BOX)
+        bright = ndimage.grey_dilation(np.asarray(small), size=3)
+        planes.append(np.asarray(Image.fromarray(bright).resize((width, height), Image.Resampling.BILINEAR)))
+    return np.maximum(np.stack(planes, axis=2), 1)
+
+
+def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS."""
+    darkness = (1 - colour / paper).max(axis=2)
+    sample = darkness[::3, ::3]
+    median = np.median(sample)
+    spread = 1.4826 * np.median(np.abs(sample - median))
+    return darkness > max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)
+
+
+def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
+    """The mask `factor` times smaller, a pixel set where any of its block is."""
+    if factor == 1:
+        return mask
+    height, width = (mask.shape[0] // factor) * factor, (mask.shape[1] // factor) * factor
+    return mask[:height, :width].reshape(height // factor, factor, width // factor, factor).any(axis=(1, 3))
+
+
+def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[float, float, float, float]]]:
+    """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
+    reading order, in the mask's pixels."""
+    height, width = mask.shape
+    horizontal = [line for line in line_pieces(mask) if line.end - line.start >= HORIZONTAL_SPAN * width and thin(line)]
+    upright = line_pieces(mask.T)
+    vertical = [line for line in upright if line.end - line.start >= VERTICAL_SPAN * height and thin(line)]
+    walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
+    return horizontal, vertical + walls, boxes
+
+
+def line_pieces(mask: np.ndarray) -> list[Line]:
+    """The thin straight pieces that run along the mask's rows: runs of RUN_PIXELS or more, joined
+    where they touch (a turned rule steps from row to row), each with a line fitted through it."""
+    closed = mask | ndimage.binary_closing(mask, structure=np.ones((1, 3), bool))  # JPEG's pinholes
+    runs, _ = ndimage.label(closed, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    long_runs = (np.bincount(runs.ravel()) >= RUN_PIXELS)[runs] & (runs > 0)
+    pieces, _ = ndimage.label(long_runs, structure=np.ones((3, 3), bool))
+    lines = []
+    for number, region in enumerate(ndimage.find_objects(pieces), start=1):
+        if region is None or region[1].stop - region[1].start < 3 * RUN_PIXELS:
+            continue
+        across, along = np.nonzero(pieces[region] == number)
+        line = fit_line(along + region[1].start, across + region[0].start)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+def fit_line(along: np.ndarray, across: np.ndarray) -> Line | None:
+    """A straight line through a piece's pixels, or None when the piece is thicker than a rule. Strokes
+    touching a rule join its piece and can outweigh it, but at each stretch of the rule the row holding
+    the most pixels is the rule's (strokes spread over many rows): the line goes through those first."""
+    start, end = int(along.min()), int(along.max())
+    stretches = max(4, (end - start + 1) // FIT_STRETCH)
+    stretch = ((along - start) * stretches // (end - start + 1)).astype(np.int64)
+    lowest = int(across.min())
+    counts = np.zeros((stretches, int(across.max()) - lowest + 1), np.int32)
+    np.add.at(counts, (stretch, across - lowest), 1)
+    present = counts.max(axis=1) > 0
+    middles = start + (np.arange(stretches) + 0.5) * (end - start + 1) / stretches
+    if present.sum() < 2:
+        return None
+    slope, offset = np.polyfit(middles[present], counts.argmax(axis=1)[present] + lowest, 1)
+    near = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
+    if near.sum() < 2 or np.ptp(along[near]) == 0:
+        return None
+    slope, offset = np.polyfit(along[near], across[near], 1)
+    on_line = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
+    start, end = float(along[on_line].min()), float(along[on_line].max())
+    # Thickness from the rule's typical stretch, not its mean: strokes it crosses add to the mean.
+    per_stretch = np.bincount(stretch[on_line], minlength=stretches) * stretches / (end - start + 1)
+    thickness = float(np.median(per_stretch[per_stretch > 0]))
+    if thickness > MAX_THICKNESS:
+        return None
+    return Line(float(slope), float(offset), thickness, start, end)
+
+
+def thin(line: Line) -> bool:
+    return line.thickness <= THIN_RATIO * (line.end - line.start + 1)
+
+
+def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int]
+              ) -> tuple[list[Line], list[tuple[float, float, float, float]]]:
+    """The vertical pieces that are form box walls, and the boxes between neighbouring walls (x0, y0,
+    x1, y1), row by row from the top, left to right. A wall ends on a rule above and one below, and
+    those rules end inside the picture: a form's box edges do, a notebook's rules run off the page."""
+    height, width = shape
+
+    def inside(line: Line) -> bool:
+        ends = [(line.start, line.across_at(line.start)), (line.end, line.across_at(line.end))]
+        return all(EDGE_PIXELS < x < width - 1 - EDGE_PIXELS and EDGE_PIXELS < y < height - 1 - EDGE_PIXELS
+                   for x, y in ends)
+
+    edges = [line for line in horizontal if inside(line)]
+
+    def edge_at(x: float, y: float) -> int | None:
+        for index, edge in enumerate(edges):
+            reach = TOUCH_PIXELS + edge.thickness / 2
+            if edge.start - reach <= x <= edge.end + reach and abs(edge.across_at(x) - y) <= reach:
+                return index
+        return None
+
+    rows: dict[tuple[int, int], list[Line]] = {}
+    for wall in upright:
+        top = edge_at(wall.across_at(wall.start), wall.start)
+        bottom = edge_at(wall.across_at(wall.end), wall.end)
+        if top is not None and bottom is not None and top != bottom:
+            rows.setdefault((top, bottom), []).append(wall)
+    walls, boxes = [], []
+    for (top, bottom), members in sorted(rows.items(), key=lambda item: edges[item[0][0]].offset):
+        members.sort(key=lambda wall: wall.across_at((wall.start + wall.end) / 2))
+        walls += members
+        for left, right in zip(members, members[1:]):
+            x0 = left.across_at((left.start + left.end) / 2)
+            x1 = right.across_at((right.start + right.end) / 2)
+            middle = (x0 + x1) / 2
+            boxes.append((x0, edges[top].across_at(middle), x1, edges[bottom].across_at(middle)))
+    return walls, boxes
+
+
+def band_of(line: Line, factor: int) -> Line:
+    """A line found on the reduced copy, in the full picture's pixels, widened by its anti-aliased rim."""
+    centre = (factor - 1) / 2  # a reduced pixel's centre, in full pixels
+    return Line(line.slope, line.offset * factor + centre - line.slope * centre,
+                line.thickness * factor + 2 * BAND_MARGIN, line.start * factor, line.end * factor + factor - 1)
+
+
+def rasterise(lines: list[Line], shape: tuple[int, int]) -> np.ndarray:
+    """The lines' bands as a mask with `across` as rows and `along` as columns."""
+    band = np.zeros(shape, bool)
+    for line in lines:
+        along = np.arange(max(0, int(line.start)), min(shape[1], int(line.end) + 1))
+        if along.size == 0:
+            continue
+        centre = line.slope * along + line.offset
+        half = line.thickness / 2
+        top, bottom = max(0, int(np.floor(centre.min() - half))), min(shape[0], int(np.ceil(centre.max() + half)) + 1)
+        if top >= bottom:
+            continue
+        rows = np.arange(top, bottom)[:, None]
+        band[top:bottom, along[0]:along[-1] + 1] |= np.abs(rows - centre[None, :]) <= half
+    return band
+
+
+def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -> np.ndarray:
+    """The rules' bands less the stroke pixels in them: a band pixel that is ink with stroke ink
+    directly on both sides across the rule belongs to a stroke the rule crosses."""
+    band_h = rasterise(horizontal, ink.shape)
+    band_v = rasterise(vertical, ink.shape[::-1]).T
+    stroke = ink & ~band_h & ~band_v
+    widest = max((line.thickness for line in horizontal + vertical), default=0)
+    reach = int(np.ceil(widest)) + 2
+    kept = (band_h & ink & on_both_sides(stroke, reach)) | (band_v & ink & on_both_sides(stroke.T, reach).T)
+    return (band_h | band_v) & ~kept
+
+
+def on_both_sides(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Where the mask has a pixel within `reach` rows above and within `reach` rows below."""
+    height = mask.shape[0]
+    totals = np.concatenate([np.zeros((1, mask.shape[1]), np.int32), np.cumsum(mask, axis=0, dtype=np.int32)])
+    rows = np.arange(height)
+    above = totals[rows] - totals[np.maximum(rows - reach, 0)]
+    below = totals[np.minimum(rows + reach + 1, height)] - totals[rows + 1]
+    return (above > 0) & (below > 0)
