@@ -33,7 +33,12 @@ PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated thi
 MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
-FIT_STRETCH = 24  # px (detection scale): a line is first placed by the likeliest row of each stretch this long
+FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
+FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
+FIT_VOTERS = 3000  # pixels that vote, at most: a rule has plenty
+MIN_COVERAGE = 0.8  # a rule is ink along at least this share of its length (a rule under JPEG: ~100%)
+FIT_STRETCH = 24  # px (detection scale): a line's thickness is the median over stretches this long
+MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
 THIN_RATIO = 0.05  # a rule's thickness is under 5% of its length; a written 1 or a 7's bar is 7-20%
 MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
 HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
@@ -151,39 +156,53 @@ def line_pieces(mask: np.ndarray) -> list[Line]:
         if region is None or region[1].stop - region[1].start < 3 * RUN_PIXELS:
             continue
         across, along = np.nonzero(pieces[region] == number)
-        line = fit_line(along + region[1].start, across + region[0].start)
-        if line is not None:
-            lines.append(line)
+        lines += fit_lines(along + region[1].start, across + region[0].start)
     return lines
 
 
-def fit_line(along: np.ndarray, across: np.ndarray) -> Line | None:
-    """A straight line through a piece's pixels, or None when the piece is thicker than a rule. Strokes
-    touching a rule join its piece and can outweigh it, but at each stretch of the rule the row holding
-    the most pixels is the rule's (strokes spread over many rows): the line goes through those first."""
-    start, end = int(along.min()), int(along.max())
-    stretches = max(4, (end - start + 1) // FIT_STRETCH)
-    stretch = ((along - start) * stretches // (end - start + 1)).astype(np.int64)
-    lowest = int(across.min())
-    counts = np.zeros((stretches, int(across.max()) - lowest + 1), np.int32)
-    np.add.at(counts, (stretch, across - lowest), 1)
-    present = counts.max(axis=1) > 0
-    middles = start + (np.arange(stretches) + 0.5) * (end - start + 1) / stretches
-    if present.sum() < 2:
-        return None
-    slope, offset = np.polyfit(middles[present], counts.argmax(axis=1)[present] + lowest, 1)
+def fit_lines(along: np.ndarray, across: np.ndarray) -> list[Line]:
+    """The straight lines through a piece's pixels, strongest first. Strokes touching rules join
+    them into one piece (two rules and the digit between them, a 1 beside a grid line), so each line
+    found takes its pixels out of the piece and the rest is searched again."""
+    lines: list[Line] = []
+    remaining = np.ones(along.size, bool)
+    while len(lines) < MAX_LINES_PER_PIECE and remaining.sum() >= 3 * RUN_PIXELS:
+        line = strongest_line(along[remaining], across[remaining])
+        if line is None:
+            break
+        lines.append(line)
+        remaining &= np.abs(across - line.across_at(along)) > line.thickness / 2 + 1
+    return [line for line in lines if line.thickness <= MAX_THICKNESS]
+
+
+def strongest_line(along: np.ndarray, across: np.ndarray) -> Line | None:
+    """The line with the most pixels on it, among slopes up to FIT_DEGREES: each pixel votes for the
+    offset it would give every slope (a Hough transform over the few slopes a photo's rules take),
+    then a least-squares fit through the pixels near the winner."""
+    slopes = np.tan(np.radians(np.arange(-FIT_DEGREES, FIT_DEGREES + 0.01, FIT_STEP_DEGREES)))
+    step = max(1, along.size // FIT_VOTERS)
+    offsets = across[None, ::step] - slopes[:, None] * along[None, ::step]
+    lowest = np.floor(offsets.min())
+    bins = ((offsets - lowest) // FIT_BIN_PIXELS).astype(np.int64)
+    width = int(bins.max()) + 1
+    votes = np.bincount((bins + width * np.arange(len(slopes))[:, None]).ravel(), minlength=width * len(slopes))
+    slope_index, offset_bin = divmod(int(votes.argmax()), width)
+    slope, offset = slopes[slope_index], lowest + (offset_bin + 0.5) * FIT_BIN_PIXELS
     near = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
-    if near.sum() < 2 or np.ptp(along[near]) == 0:
+    if near.sum() < 3 * RUN_PIXELS or np.ptp(along[near]) < 3 * RUN_PIXELS:
         return None
     slope, offset = np.polyfit(along[near], across[near], 1)
     on_line = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
-    start, end = float(along[on_line].min()), float(along[on_line].max())
-    # Thickness from the rule's typical stretch, not its mean: strokes it crosses add to the mean.
-    per_stretch = np.bincount(stretch[on_line], minlength=stretches) * stretches / (end - start + 1)
-    thickness = float(np.median(per_stretch[per_stretch > 0]))
-    if thickness > MAX_THICKNESS:
+    start, end = int(along[on_line].min()), int(along[on_line].max())
+    covered = np.unique(along[on_line]).size / (end - start + 1)
+    if covered < MIN_COVERAGE:  # strokes of digits side by side line up too, with gaps between them
         return None
-    return Line(float(slope), float(offset), thickness, start, end)
+    # Thickness from the rule's typical stretch, not its mean: the strokes it crosses add to the mean.
+    stretches = max(1, (end - start + 1) // FIT_STRETCH)
+    stretch = (along[on_line] - start) * stretches // (end - start + 1)
+    per_stretch = np.bincount(stretch, minlength=stretches) * stretches / (end - start + 1)
+    thickness = float(np.median(per_stretch[per_stretch > 0]))
+    return Line(float(slope), float(offset), thickness, float(start), float(end))
 
 
 def thin(line: Line) -> bool:
