@@ -37,7 +37,8 @@ FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degr
 FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
 FIT_VOTERS = 3000  # pixels that vote, at most: a rule has plenty
 MIN_COVERAGE = 0.8  # a rule is ink along at least this share of its length (a rule under JPEG: ~100%)
-FIT_STRETCH = 24  # px (detection scale): a line's thickness is the median over stretches this long
+FIT_STRETCH = 8  # px (detection scale): a line's thickness is measured over stretches this long,
+THICKNESS_PERCENTILE = 25  # as the thickness of its stretches at this percentile
 MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
 THIN_RATIO = 0.05  # a rule's thickness is under 5% of its length; a written 1 or a 7's bar is 7-20%
 MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
@@ -197,11 +198,12 @@ def strongest_line(along: np.ndarray, across: np.ndarray) -> Line | None:
     covered = np.unique(along[on_line]).size / (end - start + 1)
     if covered < MIN_COVERAGE:  # strokes of digits side by side line up too, with gaps between them
         return None
-    # Thickness from the rule's typical stretch, not its mean: the strokes it crosses add to the mean.
+    # Thickness from the rule's thinner stretches, not its mean: strokes crossing it or running along
+    # it (a 1 written against a box wall) add to the mean and the median.
     stretches = max(1, (end - start + 1) // FIT_STRETCH)
     stretch = (along[on_line] - start) * stretches // (end - start + 1)
     per_stretch = np.bincount(stretch, minlength=stretches) * stretches / (end - start + 1)
-    thickness = float(np.median(per_stretch[per_stretch > 0]))
+    thickness = float(np.percentile(per_stretch[per_stretch > 0], THICKNESS_PERCENTILE))
     return Line(float(slope), float(offset), thickness, float(start), float(end))
 
 
