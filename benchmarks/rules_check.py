@@ -20,7 +20,7 @@ from make_photos import SHEETS, make_photos  # noqa: E402
 
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.predict import Reading, default_model, read_image  # noqa: E402
-from digitrec.rules import remove_rules  # noqa: E402
+from digitrec.rules import remove_rules, text_lines  # noqa: E402
 
 
 def read_or_none(image: Image.Image, loaded) -> Reading | None:
@@ -56,6 +56,12 @@ def read_right(reading: Reading | None, truth: str) -> bool:
     return reading is not None and (in_lines(reading) if "\n" in truth else reading.digits) == truth
 
 
+def read_by_lines(cleaned: np.ndarray, slope: float, loaded) -> str:
+    """The digits of each band rules.text_lines finds, read one band at a time, joined with newlines."""
+    readings = [read_or_none(Image.fromarray(cleaned[y0:y1]), loaded) for y0, y1 in text_lines(cleaned, slope)]
+    return "\n".join(reading.digits for reading in readings if reading is not None)
+
+
 def main() -> None:
     from digitrec.data import load_dataset
 
@@ -67,9 +73,9 @@ def main() -> None:
     data = load_dataset("mnist", args.data)
     images, labels = data.test_images.numpy(), data.test_labels.numpy()
     loaded = default_model()
-    print(f"{'kind':8} {'raw':>6} {'cleaned':>8} {'box order':>10}  (fully right, of {args.count})")
+    print(f"{'kind':8} {'raw':>6} {'cleaned':>8} {'by lines':>9} {'box order':>10}  (fully right, of {args.count})")
     for kind in SHEETS:
-        raw = cleaned = boxed = 0
+        raw = cleaned = lined = boxed = 0
         for photo in make_photos(images, labels, kind, args.count, args.seed):
             picture = Image.open(io.BytesIO(photo.data))
             reading = read_or_none(picture, loaded)
@@ -77,9 +83,11 @@ def main() -> None:
             ruling = remove_rules(np.asarray(picture.convert("RGB")))
             reading = read_or_none(Image.fromarray(ruling.cleaned), loaded)
             cleaned += read_right(reading, photo.digits)
+            lined += kind == "page" and read_by_lines(ruling.cleaned, ruling.slope, loaded) == photo.digits
             boxed += reading is not None and bool(ruling.boxes) and in_box_order(reading, ruling.boxes) == photo.digits
         order = f"{boxed / args.count:10.0%}" if kind == "boxes" else f"{'':10}"
-        print(f"{kind:8} {raw / args.count:6.0%} {cleaned / args.count:8.0%} {order}", flush=True)
+        lines = f"{lined / args.count:9.0%}" if kind == "page" else f"{'':9}"
+        print(f"{kind:8} {raw / args.count:6.0%} {cleaned / args.count:8.0%} {lines} {order}", flush=True)
 
 
 if __name__ == "__main__":

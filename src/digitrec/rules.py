@@ -48,6 +48,9 @@ VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grid
 # A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
 TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close to the rules it joins
 EDGE_PIXELS = 3  # px (detection scale): a rule ending this close to the picture's edge runs off the page
+LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
+LINE_GAP = 0.25  # lines of writing are apart by at least this share of a line's height (a page: ~0.6)
+SHORT_LINE = 0.3  # a band lower than this share of a line's height is a piece of the one above
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
 
@@ -75,6 +78,7 @@ class Ruling:
     boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 (on their walls) in reading order
     lines: list[int]  # y of each horizontal rule at the picture's middle, top to bottom
     found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
+    slope: float = 0.0  # dy/dx of the horizontal rules (median): how the page is turned, for text_lines
 
 
 def remove_rules(pixels: np.ndarray) -> Ruling:
@@ -100,7 +104,7 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     return Ruling(cleaned.clip(0, 255).round().astype(np.uint8), removed,
                   [tuple(int(round(v * factor)) for v in box) for box in boxes],
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal),
-                  bool(horizontal or vertical))
+                  bool(horizontal or vertical), float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
 
 
 def paper_brightness(colour: np.ndarray) -> np.ndarray:
@@ -294,3 +298,33 @@ def on_both_sides(mask: np.ndarray, reach: int) -> np.ndarray:
     above = totals[rows] - totals[np.maximum(rows - reach, 0)]
     below = totals[np.minimum(rows + reach + 1, height)] - totals[rows + 1]
     return (above > 0) & (below > 0)
+
+
+def text_lines(cleaned: np.ndarray, slope: float = 0.0) -> list[tuple[int, int]]:
+    """Bands of rows (y0, y1), top to bottom, each holding one line of writing of a picture without
+    its rules (the reader takes pieces one over another for one digit, so a page is read a band at a
+    time). Rows are counted along `slope` (the rules' dy/dx; a turned page's lines lean with them); a
+    band ends where LINE_GAP of a line's height holds no ink."""
+    grey = np.asarray(cleaned, np.float32)[..., None]
+    if np.median(grey[::4, ::4]) < 128:
+        grey = 255 - grey
+    ink = ink_mask(grey, paper_brightness(grey))
+    ys, xs = np.nonzero(ink)
+    if ys.size == 0:
+        return []
+    leaning = np.round(ys - slope * (xs - ink.shape[1] / 2)).astype(np.int64)
+    lowest = int(leaning.min())
+    counts = np.bincount(leaning - lowest)
+    profile = counts > max(1.0, LINE_INK_SHARE * np.median(counts[counts > 0]))  # between lines: specks
+    runs, count = ndimage.label(profile)
+    bands = [(int(region[0].start), int(region[0].stop)) for region in ndimage.find_objects(runs)]
+    height = np.median([stop - start for start, stop in bands])
+    merged = [list(bands[0])]
+    for start, stop in bands[1:]:  # a gap thinner than LINE_GAP is inside a line (a 5's detached top)
+        if start - merged[-1][1] < LINE_GAP * height or stop - start < SHORT_LINE * height:
+            merged[-1][1] = stop
+        else:
+            merged.append([start, stop])
+    reach = abs(slope) * ink.shape[1] / 2  # the band leans: at the sides it is this much higher or lower
+    return [(max(0, int(start + lowest - reach)), min(ink.shape[0], int(np.ceil(stop + lowest + reach))))
+            for start, stop in merged]
