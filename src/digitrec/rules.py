@@ -83,51 +83,64 @@ class Ruling:
 
 def remove_rules(pixels: np.ndarray) -> Ruling:
     """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules."""
-    colour = np.atleast_3d(np.asarray(pixels, np.float32))[..., :3]
-    grey = colour.mean(axis=2) if colour.shape[2] == 1 else colour @ np.array([0.299, 0.587, 0.114], np.float32)
+    colour = np.atleast_3d(np.asarray(pixels))[..., :3]
+    grey = luminance(colour)
     inverted = np.median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
     if inverted:
         colour, grey = 255 - colour, 255 - grey
-    paper = paper_brightness(colour)
+    paper = small_paper(colour)
     ink = ink_mask(colour, paper)
     factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
-    small = reduce_any(ink, factor)
-    horizontal, vertical, boxes = find_rules(small)
-    bands_h = [band_of(line, factor) for line in horizontal]
-    bands_v = [band_of(line, factor) for line in vertical]
-    removed = rule_pixels(ink, bands_h, bands_v)
-    paper_grey = paper.mean(axis=2) if paper.shape[2] == 1 else paper @ np.array([0.299, 0.587, 0.114], np.float32)
-    cleaned = np.where(removed, paper_grey, grey)
-    if inverted:
-        cleaned = 255 - cleaned
+    horizontal, vertical, boxes = find_rules(reduce_any(ink, factor))
+    if not (horizontal or vertical):
+        return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
+                      [], [], False)
+    removed = rule_pixels(ink, [band_of(line, factor) for line in horizontal],
+                          [band_of(line, factor) for line in vertical])
+    rows, columns = np.nonzero(removed)
+    # The paper under a rule, from the small estimate: it varies slowly.
+    grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
+                                           columns * paper.shape[1] // grey.shape[1]]
+    cleaned = (255 - grey if inverted else grey).clip(0, 255).round().astype(np.uint8)
     middle = ink.shape[1] / 2 / factor
-    return Ruling(cleaned.clip(0, 255).round().astype(np.uint8), removed,
-                  [tuple(int(round(v * factor)) for v in box) for box in boxes],
-                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal),
-                  bool(horizontal or vertical), float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
+    return Ruling(cleaned, removed, [tuple(int(round(v * factor)) for v in box) for box in boxes],
+                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True,
+                  float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
 
 
-def paper_brightness(colour: np.ndarray) -> np.ndarray:
-    """Each channel's paper brightness under the picture's light: the brightest nearby, on a small copy
-    where ink and rules are thinner than a pixel."""
-    height, width, channels = colour.shape
+def luminance(colour: np.ndarray) -> np.ndarray:
+    """(H, W) float32 brightness of an (H, W, 1) or (H, W, 3) picture, as Pillow's "L" weighs it."""
+    if colour.shape[2] == 1:
+        return colour[..., 0].astype(np.float32)
+    return colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def small_paper(colour: np.ndarray) -> np.ndarray:
+    """Each channel's paper brightness under the picture's light, PAPER_SIDE px on the long side: the
+    brightest nearby on a copy so small that ink and rules are thinner than a pixel."""
+    height, width, _ = colour.shape
     scale = PAPER_SIDE / max(height, width)
     size = (max(4, round(width * scale)), max(4, round(height * scale)))
-    planes = []
-    for channel in range(channels):
-        small = Image.fromarray(colour[..., channel]).resize(size, Image.Resampling.BOX)
-        bright = ndimage.grey_dilation(np.asarray(small), size=3)
-        planes.append(np.asarray(Image.fromarray(bright).resize((width, height), Image.Resampling.BILINEAR)))
-    return np.maximum(np.stack(planes, axis=2), 1)
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., channel], np.uint8))
+                         .resize(size, Image.Resampling.BOX)) for channel in range(colour.shape[2])]
+    return np.maximum(ndimage.grey_dilation(np.stack(planes, axis=2).astype(np.float32), size=(3, 3, 1)), 1)
 
 
 def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS."""
-    darkness = (1 - colour / paper).max(axis=2)
-    sample = darkness[::3, ::3]
-    median = np.median(sample)
-    spread = 1.4826 * np.median(np.abs(sample - median))
-    return darkness > max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)
+    height, width, channels = colour.shape
+    sample = colour[::3, ::3].astype(np.float32)
+    sample_paper = paper[np.arange(sample.shape[0])[:, None] * 3 * paper.shape[0] // height,
+                         np.arange(sample.shape[1])[None, :] * 3 * paper.shape[1] // width]
+    darkness = (1 - sample / sample_paper).max(axis=2)
+    median = np.median(darkness)
+    spread = 1.4826 * np.median(np.abs(darkness - median))
+    keep = 1 - max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below this share of the paper
+    ink = np.zeros((height, width), bool)
+    for channel in range(channels):
+        limit = Image.fromarray(paper[..., channel] * keep).resize((width, height), Image.Resampling.BILINEAR)
+        ink |= colour[..., channel] < np.asarray(limit)
+    return ink
 
 
 def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
@@ -286,18 +299,26 @@ def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -
     stroke = ink & ~band_h & ~band_v
     widest = max((line.thickness for line in horizontal + vertical), default=0)
     reach = int(np.ceil(widest)) + 2
-    kept = (band_h & ink & on_both_sides(stroke, reach)) | (band_v & ink & on_both_sides(stroke.T, reach).T)
-    return (band_h | band_v) & ~kept
+    removed = band_h | band_v
+    rows, columns = np.nonzero(band_h & ink)
+    crossing = on_both_sides(stroke, rows, columns, reach)
+    removed[rows[crossing], columns[crossing]] = False
+    columns, rows = np.nonzero((band_v & ink).T)
+    crossing = on_both_sides(stroke.T, columns, rows, reach)
+    removed[rows[crossing], columns[crossing]] = False
+    return removed
 
 
-def on_both_sides(mask: np.ndarray, reach: int) -> np.ndarray:
-    """Where the mask has a pixel within `reach` rows above and within `reach` rows below."""
-    height = mask.shape[0]
-    totals = np.concatenate([np.zeros((1, mask.shape[1]), np.int32), np.cumsum(mask, axis=0, dtype=np.int32)])
-    rows = np.arange(height)
-    above = totals[rows] - totals[np.maximum(rows - reach, 0)]
-    below = totals[np.minimum(rows + reach + 1, height)] - totals[rows + 1]
-    return (above > 0) & (below > 0)
+def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:
+    """For each pixel (rows[i], columns[i]): whether the mask has a pixel within `reach` rows above it
+    and within `reach` rows below it, in its column. Only the rules' pixels are looked at, a few
+    times each, not the whole picture."""
+    above, below = np.zeros(rows.size, bool), np.zeros(rows.size, bool)
+    last = mask.shape[0] - 1
+    for step in range(1, reach + 1):
+        above |= mask[np.maximum(rows - step, 0), columns] & (rows - step >= 0)
+        below |= mask[np.minimum(rows + step, last), columns] & (rows + step <= last)
+    return above & below
 
 
 def text_lines(cleaned: np.ndarray, slope: float = 0.0) -> list[tuple[int, int]]:
@@ -305,10 +326,10 @@ def text_lines(cleaned: np.ndarray, slope: float = 0.0) -> list[tuple[int, int]]
     its rules (the reader takes pieces one over another for one digit, so a page is read a band at a
     time). Rows are counted along `slope` (the rules' dy/dx; a turned page's lines lean with them); a
     band ends where LINE_GAP of a line's height holds no ink."""
-    grey = np.asarray(cleaned, np.float32)[..., None]
+    grey = np.asarray(cleaned, np.uint8)[..., None]
     if np.median(grey[::4, ::4]) < 128:
         grey = 255 - grey
-    ink = ink_mask(grey, paper_brightness(grey))
+    ink = ink_mask(grey, small_paper(grey))
     ys, xs = np.nonzero(ink)
     if ys.size == 0:
         return []
