@@ -75,7 +75,8 @@ def lay_out(digits: list[np.ndarray], rng: np.random.Generator, touching: int | 
             baseline_jitter: int = 3) -> np.ndarray:
     """Digits side by side, LAYOUT_SCALE ink pixels to an MNIST pixel, with uneven gaps, sizes and
     baselines; digit `touching` (an index) is written into the one before it, their boxes overlapping
-    by 1-3 MNIST pixels; baselines vary by up to `baseline_jitter` MNIST pixels. Each digit is enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
+    by 1-3 MNIST pixels; baselines vary by up to `baseline_jitter` MNIST pixels. Each digit is
+    enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
     placed, x, margin = [], 0, 2 * LAYOUT_SCALE
     for index, digit in enumerate(digits):
         scale = LAYOUT_SCALE * rng.uniform(0.85, 1.15)
@@ -272,7 +273,8 @@ def lined_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
         print_lines(sheet.printed, rules_at(width, np.array([margin_x], np.float32), rng.uniform(1.5, 3))[None, :],
                     pick(MARGINS, rng))
     for line, (ink, bottom) in enumerate(written):
-        sits = rule_ys[first + line] + height_px * (rng.uniform(0.3, 0.5) if rng.random() < 0.25 else rng.uniform(-0.1, 0.12))
+        low = rng.random() < 0.25  # low enough for the rule above to cross the digits
+        sits = rule_ys[first + line] + height_px * (rng.uniform(0.3, 0.5) if low else rng.uniform(-0.1, 0.12))
         write(sheet.ink, ink, text_left + int(rng.integers(0, height_px)), int(sits - bottom))
     return sheet
 
@@ -297,7 +299,8 @@ def squared_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generat
         positions = rng.uniform(0, pitch) + pitch * np.arange(int(length / pitch) + 1, dtype=np.float32)
         coverage = rules_at(length, positions, thickness)
         print_lines(sheet.printed, coverage[:, None] if axis == 0 else coverage[None, :], colour)
-    write(sheet.ink, ink, int(rng.integers(0, width - ink.shape[1] + 1)), int(rng.integers(0, height - ink.shape[0] + 1)))
+    left, top = int(rng.integers(0, width - ink.shape[1] + 1)), int(rng.integers(0, height - ink.shape[0] + 1))
+    write(sheet.ink, ink, left, top)
     return sheet
 
 

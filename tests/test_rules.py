@@ -8,6 +8,7 @@ input fails them all, except the plain picture's, which checks that nothing chan
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +140,40 @@ def test_written_one_is_not_a_rule(x):
     assert iou(after, one) > 0.8
 
 
-def test_rules_without_digits_come_out_blank():
-    page, _ = ruled()
-    picture = flat_picture(page).round().astype(np.uint8)
+def blank_form() -> Sheet:
+    page = sheet(400, 150)
+    for x0 in range(30, 330, 60):
+        print_rectangle(page.printed, (x0, 30, x0 + 60, 110), 2.5, BLACK)
+    return page
+
+
+def blank_grid() -> Sheet:
+    page = sheet(300, 200)
+    print_lines(page.printed, rules_at(200, np.arange(4, 200, 25, dtype=np.float32), 1.5)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(300, np.arange(9, 300, 25, dtype=np.float32), 1.5)[None, :], BLUE_RULE)
+    return page
+
+
+@pytest.mark.parametrize("draw", [lambda: ruled()[0], blank_form, blank_grid], ids=["ruled", "form", "grid"])
+def test_rules_without_digits_come_out_blank(draw):
+    """So the reader says "no digits found"."""
+    picture = flat_picture(draw()).round().astype(np.uint8)
     ruling = remove_rules(picture)
     assert ink_of(grey(picture)).sum() > 1000
     assert ink_of(ruling.cleaned.astype(np.float32)).sum() == 0
+
+
+def test_large_page_takes_bounded_time():
+    """A page at the pipeline's largest (2048 px long side) is searched on a reduced copy."""
+    page, ys = ruled(2048, 1536, 90)
+    draw_digits(page.ink, 300, int(ys[3]) - 10, 80)
+    picture = flat_picture(page).round().astype(np.uint8)
+    remove_rules(picture)  # warm
+    started = time.perf_counter()
+    ruling = remove_rules(picture)
+    elapsed = time.perf_counter() - started
+    assert len(ruling.lines) == len(ys)
+    assert elapsed < 1.0  # about 0.15 s on one idle core; the bound leaves room for a busy machine
 
 
 def test_plain_picture_is_unchanged_and_the_same_on_ruled_paper_is_not():
