@@ -30,8 +30,9 @@ from scipy import ndimage
 
 DETECT_SIDE = 1024  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
 PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated this small
-MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
+MIN_DARKNESS = 0.05  # a rule or ink is at least 5% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
+NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
 FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
 FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
@@ -134,7 +135,9 @@ def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
                          np.arange(sample.shape[1])[None, :] * 3 * paper.shape[1] // width]
     darkness = (1 - sample / sample_paper).max(axis=2)
     median = np.median(darkness)
-    spread = 1.4826 * np.median(np.abs(darkness - median))
+    # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
+    # and ink and rules (a fine grid is a good share of the picture) make few of them.
+    spread = np.median(np.abs(np.diff(darkness, axis=1))) / NEIGHBOUR_DIFFERENCE
     keep = 1 - max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below this share of the paper
     ink = np.zeros((height, width), bool)
     for channel in range(channels):
