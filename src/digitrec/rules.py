@@ -33,11 +33,12 @@ PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated thi
 MIN_DARKNESS = 0.05  # a rule or ink is at least 5% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
+GAP_PIXELS = 3  # px (detection scale): a faint rule under noise and JPEG breaks into dashes this far apart
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
 FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
 FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
 FIT_VOTERS = 3000  # pixels that vote, at most: a rule has plenty
-MIN_COVERAGE = 0.8  # a rule is ink along at least this share of its length (a rule under JPEG: ~100%)
+MIN_COVERAGE = 0.7  # a rule is ink along at least this share of its length (a faint one under JPEG: ~80%)
 FIT_STRETCH = 8  # px (detection scale): a line's thickness is measured over stretches this long,
 THICKNESS_PERCENTILE = 25  # as the thickness of its stretches at this percentile
 MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
@@ -47,6 +48,7 @@ HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row
 VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
 # a single written 1 fills at most ~70% of its picture's height)
 # A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
+EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
 TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close to the rules it joins
 EDGE_PIXELS = 3  # px (detection scale): a rule ending this close to the picture's edge runs off the page
 LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
@@ -161,17 +163,25 @@ def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[flo
     """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
     reading order, in the mask's pixels."""
     height, width = mask.shape
-    horizontal = [line for line in line_pieces(mask) if line.end - line.start >= HORIZONTAL_SPAN * width and thin(line)]
-    upright = line_pieces(mask.T)
-    vertical = [line for line in upright if line.end - line.start >= VERTICAL_SPAN * height and thin(line)]
+    lying, upright = line_pieces(mask), line_pieces(mask.T)
+    horizontal = spanning(lying, (height, width), HORIZONTAL_SPAN)
+    vertical = spanning(upright, (width, height), VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
     return horizontal, vertical + walls, boxes
+
+
+def spanning(lines: list[Line], shape: tuple[int, int], share: float) -> list[Line]:
+    """The thin lines spanning `share` of the picture along them (shape: across, along), or EDGE_SPAN
+    when they run off it at both ends: a turned page's rule near a corner leaves the picture early,
+    and a written 1 or a 7's bar never reaches two sides of its picture."""
+    return [line for line in lines if thin(line) and line.end - line.start >= shape[1] * (
+        EDGE_SPAN if not any(ends_inside(line, shape)) else share)]
 
 
 def line_pieces(mask: np.ndarray) -> list[Line]:
     """The thin straight pieces that run along the mask's rows: runs of RUN_PIXELS or more, joined
     where they touch (a turned rule steps from row to row), each with a line fitted through it."""
-    closed = mask | ndimage.binary_closing(mask, structure=np.ones((1, 3), bool))  # JPEG's pinholes
+    closed = mask | ndimage.binary_closing(mask, structure=np.ones((1, GAP_PIXELS + 2), bool))
     runs, _ = ndimage.label(closed, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
     long_runs = (np.bincount(runs.ravel()) >= RUN_PIXELS)[runs] & (runs > 0)
     pieces, _ = ndimage.label(long_runs, structure=np.ones((3, 3), bool))
@@ -234,19 +244,20 @@ def thin(line: Line) -> bool:
     return line.thickness <= THIN_RATIO * (line.end - line.start + 1)
 
 
+def ends_inside(line: Line, shape: tuple[int, int]) -> list[bool]:
+    """For each end of the line, whether it lies inside the picture rather than at its edge. `shape`
+    is (across, along) in pixels: (height, width) for a horizontal line, (width, height) for a vertical."""
+    across_size, along_size = shape
+    return [EDGE_PIXELS < along < along_size - 1 - EDGE_PIXELS and
+            EDGE_PIXELS < line.across_at(along) < across_size - 1 - EDGE_PIXELS for along in (line.start, line.end)]
+
+
 def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int]
               ) -> tuple[list[Line], list[tuple[float, float, float, float]]]:
     """The vertical pieces that are form box walls, and the boxes between neighbouring walls (x0, y0,
     x1, y1), row by row from the top, left to right. A wall ends on a rule above and one below, and
     those rules end inside the picture: a form's box edges do, a notebook's rules run off the page."""
-    height, width = shape
-
-    def inside(line: Line) -> bool:
-        ends = [(line.start, line.across_at(line.start)), (line.end, line.across_at(line.end))]
-        return all(EDGE_PIXELS < x < width - 1 - EDGE_PIXELS and EDGE_PIXELS < y < height - 1 - EDGE_PIXELS
-                   for x, y in ends)
-
-    edges = [line for line in horizontal if inside(line)]
+    edges = [line for line in horizontal if all(ends_inside(line, shape))]
 
     def edge_at(x: float, y: float) -> int | None:
         for index, edge in enumerate(edges):
