@@ -30,27 +30,28 @@ from scipy import ndimage
 
 DETECT_SIDE = 1024  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
 PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated this small
-MIN_DARKNESS = 0.05  # a rule or ink is at least 5% darker than the paper in some channel (light-blue rules: ~30%)
+MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
 GAP_PIXELS = 3  # px (detection scale): a faint rule under noise and JPEG breaks into dashes this far apart
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
 FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
 FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
+CORE_PIXELS = 2.0  # px: a rule's core, within this of its first fit, gives the final fit
 FIT_VOTERS = 3000  # pixels that vote, at most: a rule has plenty
 MIN_COVERAGE = 0.7  # a rule is ink along at least this share of its length (a faint one under JPEG: ~80%)
 FIT_STRETCH = 8  # px (detection scale): a line's thickness is measured over stretches this long,
 THICKNESS_PERCENTILE = 25  # as the thickness of its stretches at this percentile
 MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
-THIN_RATIO = 0.05  # a rule's thickness is under 5% of its length; a written 1 or a 7's bar is 7-20%
+THIN_RATIO = 0.07  # a rule's thickness is under 7% of its length (a blurred box edge: 6%); a 7's bar 10-20%
 MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
 HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
 VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
 # a single written 1 fills at most ~70% of its picture's height)
 # A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
 EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
-TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close to the rules it joins
-EDGE_PIXELS = 3  # px (detection scale): a rule ending this close to the picture's edge runs off the page
+TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past the edge of the rules it joins
+EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
 LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
 LINE_GAP = 0.25  # lines of writing are apart by at least this share of a line's height (a page: ~0.6)
 SHORT_LINE = 0.3  # a band lower than this share of a line's height is a piece of the one above
@@ -226,6 +227,11 @@ def strongest_line(along: np.ndarray, across: np.ndarray) -> Line | None:
     if near.sum() < 3 * RUN_PIXELS or np.ptp(along[near]) < 3 * RUN_PIXELS:
         return None
     slope, offset = np.polyfit(along[near], across[near], 1)
+    # Again through the rule's core only: strokes touching it pull a fit, and a pull of half a degree
+    # leaves a long rule's ends outside its band.
+    core = np.abs(across - (slope * along + offset)) <= CORE_PIXELS
+    if core.sum() >= 3 * RUN_PIXELS and np.ptp(along[core]) > 0:
+        slope, offset = np.polyfit(along[core], across[core], 1)
     on_line = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
     start, end = int(along[on_line].min()), int(along[on_line].max())
     covered = np.unique(along[on_line]).size / (end - start + 1)
@@ -261,7 +267,7 @@ def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int
 
     def edge_at(x: float, y: float) -> int | None:
         for index, edge in enumerate(edges):
-            reach = TOUCH_PIXELS + edge.thickness / 2
+            reach = TOUCH_PIXELS + edge.thickness
             if edge.start - reach <= x <= edge.end + reach and abs(edge.across_at(x) - y) <= reach:
                 return index
         return None
@@ -274,6 +280,8 @@ def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int
             rows.setdefault((top, bottom), []).append(wall)
     walls, boxes = [], []
     for (top, bottom), members in sorted(rows.items(), key=lambda item: edges[item[0][0]].offset):
+        if len(members) < 2:  # one stroke from edge to edge is no box
+            continue
         members.sort(key=lambda wall: wall.across_at((wall.start + wall.end) / 2))
         walls += members
         for left, right in zip(members, members[1:]):
