@@ -33,6 +33,8 @@ PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated thi
 MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
+MIN_ON_PAPER = 0.3  # of a rule's length has paper on both sides (a notebook rule under a number: 50%+)
+SIDE_PIXELS = 2  # px (detection scale): its sides are looked at this far past its edges
 GAP_PIXELS = 3  # px (detection scale): a faint rule under noise and JPEG breaks into dashes this far apart
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
 FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
@@ -165,18 +167,19 @@ def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[flo
     reading order, in the mask's pixels."""
     height, width = mask.shape
     lying, upright = line_pieces(mask), line_pieces(mask.T)
-    horizontal = spanning(lying, (height, width), HORIZONTAL_SPAN)
-    vertical = spanning(upright, (width, height), VERTICAL_SPAN)
+    horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
+    vertical = spanning(upright, mask.T, VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
     return horizontal, vertical + walls, boxes
 
 
-def spanning(lines: list[Line], shape: tuple[int, int], share: float) -> list[Line]:
-    """The thin lines spanning `share` of the picture along them (shape: across, along), or EDGE_SPAN
-    when they run off it at both ends: a turned page's rule near a corner leaves the picture early,
-    and a written 1 or a 7's bar never reaches two sides of its picture."""
-    return [line for line in lines if thin(line) and line.end - line.start >= shape[1] * (
-        EDGE_SPAN if not any(ends_inside(line, shape)) else share)]
+def spanning(lines: list[Line], mask: np.ndarray, share: float) -> list[Line]:
+    """The thin lines on paper spanning `share` of the picture along them (the mask's rows run along
+    them), or EDGE_SPAN when they run off it at both ends: a turned page's rule near a corner leaves
+    the picture early, and a written 1 or a 7's bar never reaches two sides of its picture. (Box walls
+    need neither: ending on two box edges makes them walls.)"""
+    return [line for line in lines if thin(line) and line.end - line.start >= mask.shape[1] * (
+        EDGE_SPAN if not any(ends_inside(line, mask.shape)) else share) and on_paper(line, mask) >= MIN_ON_PAPER]
 
 
 def line_pieces(mask: np.ndarray) -> list[Line]:
@@ -193,6 +196,17 @@ def line_pieces(mask: np.ndarray) -> list[Line]:
         across, along = np.nonzero(pieces[region] == number)
         lines += fit_lines(along + region[1].start, across + region[0].start)
     return lines
+
+
+def on_paper(line: Line, mask: np.ndarray) -> float:
+    """The share of the line's length where paper lies on both sides of it. Printed rules lie on
+    paper but where strokes cross them; a line through a row of digits (their bottoms, or bars that
+    line up) has ink beside it nearly everywhere."""
+    along = np.arange(int(line.start), int(line.end) + 1)
+    centre = line.slope * along + line.offset
+    beside = line.thickness / 2 + SIDE_PIXELS
+    sides = [np.clip(np.round(centre + offset), 0, mask.shape[0] - 1).astype(int) for offset in (-beside, beside)]
+    return float(np.mean(~mask[sides[0], along] & ~mask[sides[1], along]))
 
 
 def fit_lines(along: np.ndarray, across: np.ndarray) -> list[Line]:
