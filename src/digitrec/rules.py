@@ -166,7 +166,8 @@ def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[flo
     """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
     reading order, in the mask's pixels."""
     height, width = mask.shape
-    lying, upright = line_pieces(mask), line_pieces(mask.T)
+    # Horizontal pieces are only ever rules; vertical ones may be box walls, as short as a box.
+    lying, upright = line_pieces(mask, min(HORIZONTAL_SPAN, EDGE_SPAN) * width), line_pieces(mask.T)
     horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
     vertical = spanning(upright, mask.T, VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
@@ -182,16 +183,17 @@ def spanning(lines: list[Line], mask: np.ndarray, share: float) -> list[Line]:
         EDGE_SPAN if not any(ends_inside(line, mask.shape)) else share) and on_paper(line, mask) >= MIN_ON_PAPER]
 
 
-def line_pieces(mask: np.ndarray) -> list[Line]:
+def line_pieces(mask: np.ndarray, shortest: float = 0) -> list[Line]:
     """The thin straight pieces that run along the mask's rows: runs of RUN_PIXELS or more, joined
-    where they touch (a turned rule steps from row to row), each with a line fitted through it."""
-    closed = mask | ndimage.binary_closing(mask, structure=np.ones((1, GAP_PIXELS + 2), bool))
+    where they touch (a turned rule steps from row to row), each with a line fitted through it; pieces
+    shorter than `shortest` px (or 3 runs) are not looked at."""
+    closed = mask | bridged(mask, GAP_PIXELS)
     runs, _ = ndimage.label(closed, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
     long_runs = (np.bincount(runs.ravel()) >= RUN_PIXELS)[runs] & (runs > 0)
     pieces, _ = ndimage.label(long_runs, structure=np.ones((3, 3), bool))
     lines = []
     for number, region in enumerate(ndimage.find_objects(pieces), start=1):
-        if region is None or region[1].stop - region[1].start < 3 * RUN_PIXELS:
+        if region is None or region[1].stop - region[1].start < max(3 * RUN_PIXELS, shortest):
             continue
         across, along = np.nonzero(pieces[region] == number)
         lines += fit_lines(along + region[1].start, across + region[0].start)
@@ -207,6 +209,16 @@ def on_paper(line: Line, mask: np.ndarray) -> float:
     beside = line.thickness / 2 + SIDE_PIXELS
     sides = [np.clip(np.round(centre + offset), 0, mask.shape[0] - 1).astype(int) for offset in (-beside, beside)]
     return float(np.mean(~mask[sides[0], along] & ~mask[sides[1], along]))
+
+
+def bridged(mask: np.ndarray, gap: int) -> np.ndarray:
+    """Where the mask has a pixel within `gap` to the left and within `gap` to the right in its row:
+    the gaps a faint rule breaks into under noise and JPEG (a closing, by shifted slices)."""
+    left, right = np.zeros_like(mask), np.zeros_like(mask)
+    for step in range(1, gap + 1):
+        left[:, step:] |= mask[:, :-step]
+        right[:, :-step] |= mask[:, step:]
+    return left & right
 
 
 def fit_lines(along: np.ndarray, across: np.ndarray) -> list[Line]:
