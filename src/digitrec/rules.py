@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-DETECT_SIDE = 1024  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
+DETECT_SIDE = 768  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
 PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated this small
 MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
