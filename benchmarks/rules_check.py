@@ -20,7 +20,7 @@ from make_photos import SHEETS, make_photos  # noqa: E402
 
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.predict import Reading, default_model, read_image  # noqa: E402
-from digitrec.rules import remove_rules, text_lines  # noqa: E402
+from digitrec.rules import Ruling, line_picture, remove_rules, text_lines  # noqa: E402
 
 
 def read_or_none(image: Image.Image, loaded) -> Reading | None:
@@ -56,9 +56,11 @@ def read_right(reading: Reading | None, truth: str) -> bool:
     return reading is not None and (in_lines(reading) if "\n" in truth else reading.digits) == truth
 
 
-def read_by_lines(cleaned: np.ndarray, slope: float, loaded) -> str:
+def read_by_lines(ruling: Ruling, loaded) -> str:
     """The digits of each band rules.text_lines finds, read one band at a time, joined with newlines."""
-    readings = [read_or_none(Image.fromarray(cleaned[y0:y1]), loaded) for y0, y1 in text_lines(cleaned, slope)]
+    found = bool(ruling.lines)  # without rules, the slope is found from the writing
+    bands, slope = text_lines(ruling.cleaned, ruling.slope if found else None, ruling.lines if found else None)
+    readings = [read_or_none(Image.fromarray(line_picture(ruling.cleaned, band, slope)), loaded) for band in bands]
     return "\n".join(reading.digits for reading in readings if reading is not None)
 
 
@@ -83,7 +85,7 @@ def main() -> None:
             ruling = remove_rules(np.asarray(picture.convert("RGB")))
             reading = read_or_none(Image.fromarray(ruling.cleaned), loaded)
             cleaned += read_right(reading, photo.digits)
-            lined += kind == "page" and read_by_lines(ruling.cleaned, ruling.slope, loaded) == photo.digits
+            lined += kind == "page" and read_by_lines(ruling, loaded) == photo.digits
             boxed += reading is not None and bool(ruling.boxes) and in_box_order(reading, ruling.boxes) == photo.digits
         order = f"{boxed / args.count:10.0%}" if kind == "boxes" else f"{'':10}"
         lines = f"{lined / args.count:9.0%}" if kind == "page" else f"{'':9}"

@@ -57,6 +57,8 @@ EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture
 LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
 LINE_GAP = 0.25  # lines of writing are apart by at least this share of a line's height (a page: ~0.6)
 SHORT_LINE = 0.3  # a band lower than this share of a line's height is a piece of the one above
+SPLIT_PITCHES = 1.5  # a band of writing on ruled paper higher than this many rule pitches holds two lines
+SPLIT_REACH = 0.35  # they are cut this many pitches from a rule, at most (digits sit on it or cross it)
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
 
@@ -372,18 +374,24 @@ def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach
     return above & below
 
 
-def text_lines(cleaned: np.ndarray, slope: float = 0.0) -> list[tuple[int, int]]:
-    """Bands of rows (y0, y1), top to bottom, each holding one line of writing of a picture without
+def text_lines(cleaned: np.ndarray, slope: float | None = None, rules: list[int] | None = None
+               ) -> tuple[list[tuple[int, int]], float]:
+    """Bands (y0, y1 at the middle column), top to bottom, each holding one line of writing of a picture without
     its rules (the reader takes pieces one over another for one digit, so a page is read a band at a
-    time). Rows are counted along `slope` (the rules' dy/dx; a turned page's lines lean with them); a
-    band ends where LINE_GAP of a line's height holds no ink."""
+    time). Rows are counted along `slope` (dy/dx: Ruling.slope where rules were found; by default the
+    slope up to FIT_DEGREES that lines the ink up best); a band ends where LINE_GAP of a line's height
+    holds no ink. On ruled paper (`rules`: Ruling.lines) numbers written one a rule touch one another;
+    a band more than SPLIT_PITCHES rules high is cut at its emptiest row near each rule inside it.
+    Returns the bands and the slope they lean by; line_picture cuts one out."""
     grey = np.asarray(cleaned, np.uint8)[..., None]
     if np.median(grey[::4, ::4]) < 128:
         grey = 255 - grey
     ink = ink_mask(grey, small_paper(grey))
     ys, xs = np.nonzero(ink)
     if ys.size == 0:
-        return []
+        return [], 0.0
+    if slope is None:
+        slope = writing_slope(ys, xs - ink.shape[1] / 2)
     leaning = np.round(ys - slope * (xs - ink.shape[1] / 2)).astype(np.int64)
     lowest = int(leaning.min())
     counts = np.bincount(leaning - lowest)
@@ -397,6 +405,51 @@ def text_lines(cleaned: np.ndarray, slope: float = 0.0) -> list[tuple[int, int]]
             merged[-1][1] = stop
         else:
             merged.append([start, stop])
-    reach = abs(slope) * ink.shape[1] / 2  # the band leans: at the sides it is this much higher or lower
-    return [(max(0, int(start + lowest - reach)), min(ink.shape[0], int(np.ceil(stop + lowest + reach))))
-            for start, stop in merged]
+    if rules is not None and len(rules) >= 2:
+        merged = split_at_rules(merged, counts, np.array(rules) - lowest)
+    return [(start + lowest, stop + lowest) for start, stop in merged], slope
+
+
+def line_picture(cleaned: np.ndarray, band: tuple[int, int], slope: float) -> np.ndarray:
+    """One line of writing: the rows of the band (y0, y1 at the middle column, leaning by `slope`),
+    everything outside it made paper, so neighbouring lines' strokes reaching in are not read."""
+    height, width = cleaned.shape
+    reach = abs(slope) * width / 2  # at the sides the band is this much higher or lower
+    top, bottom = max(0, int(band[0] - reach)), min(height, int(np.ceil(band[1] + reach)) + 1)
+    rows, columns = np.mgrid[top:bottom, 0:width]
+    leaning = rows - slope * (columns - width / 2)
+    inside = (leaning >= band[0]) & (leaning < band[1])
+    return np.where(inside, cleaned[top:bottom], np.median(cleaned[::4, ::4])).astype(np.uint8)
+
+
+def writing_slope(ys: np.ndarray, xs: np.ndarray) -> float:
+    """The slope along which lines of writing (ink at rows `ys`, columns `xs`) leave the emptiest
+    rows between them: the one whose row profile is sharpest (largest sum of squares)."""
+    step = max(1, ys.size // FIT_VOTERS)
+    ys, xs = ys[::step], xs[::step]
+    slopes = np.tan(np.radians(np.arange(-FIT_DEGREES, FIT_DEGREES + 0.01, FIT_STEP_DEGREES / 2)))
+    rows = np.round(ys[None, :] - slopes[:, None] * xs[None, :]).astype(np.int64)
+    rows -= rows.min()
+    width = int(rows.max()) + 1
+    profiles = np.bincount((rows + width * np.arange(len(slopes))[:, None]).ravel(),
+                           minlength=width * len(slopes)).reshape(len(slopes), width)
+    return float(slopes[np.argmax((profiles.astype(np.float64) ** 2).sum(axis=1))])
+
+
+def split_at_rules(bands: list[list[int]], counts: np.ndarray, rules: np.ndarray) -> list[list[int]]:
+    """Bands (rows of `counts`, the ink per row) taller than SPLIT_PITCHES rule pitches, cut at the
+    emptiest row within SPLIT_REACH pitches of each rule inside them: a number sits on its rule, and
+    the one above it sits on the rule above."""
+    pitch = float(np.median(np.diff(np.sort(rules))))
+    result = []
+    for start, stop in bands:
+        if stop - start <= SPLIT_PITCHES * pitch:
+            result.append([start, stop])
+            continue
+        cuts = []
+        for rule in rules[(rules > start + pitch / 2) & (rules < stop - pitch / 2)]:
+            low, high = int(rule - SPLIT_REACH * pitch), int(rule + SPLIT_REACH * pitch) + 1
+            cuts.append(low + int(np.argmin(counts[low:high])))
+        edges = [start, *sorted(cuts), stop]
+        result += [[a, b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return result
