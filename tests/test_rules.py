@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from make_photos import (INKS, PAPERS, Sheet, flat_picture, print_lines, print_rectangle,  # noqa: E402
                          rules_at)
 
-from digitrec.rules import remove_rules  # noqa: E402
+from digitrec.rules import line_picture, remove_rules, text_lines  # noqa: E402
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -187,3 +187,16 @@ def test_plain_picture_is_unchanged_and_the_same_on_ruled_paper_is_not():
     draw_digits(lined.ink, 60, 30, 90)
     picture = flat_picture(lined).round().astype(np.uint8)
     assert np.abs(remove_rules(picture).cleaned.astype(np.float32) - grey(picture).round()).max() > 50
+
+
+def test_page_of_numbers_is_cut_into_its_lines():
+    """Numbers written on consecutive rules, touching the rules they sit on: one band each."""
+    page, ys = ruled(400, 320, 70)
+    for line in range(3):
+        draw_digits(page.ink, 100 + 20 * line, int(ys[line]) + 8, 60)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    bands, slope = text_lines(ruling.cleaned, ruling.slope, ruling.lines)
+    assert len(bands) == 3
+    for band, rule in zip(bands, ys[1:]):
+        assert band[0] < rule - 30 and band[1] > rule - 5  # a number sits on the rule below it
+        assert (line_picture(ruling.cleaned, band, slope) < 128).any()

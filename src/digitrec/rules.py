@@ -3,20 +3,31 @@ before the digits are segmented.
 
     ruling = remove_rules(np.asarray(image))   # RGB (H, W, 3) or grey (H, W) uint8, as decoded
     ruling.cleaned                             # grey (H, W) uint8: the picture without its rules
-    ruling.boxes                               # form boxes (x0, y0, x1, y1), in reading order
+    ruling.boxes                               # form boxes (x0, y0, x1, y1) on their walls, in reading order
+    ruling.found                               # False: no rules, and cleaned is the grey picture as it was
+    bands, slope = text_lines(ruling.cleaned, ruling.slope if ruling.lines else None, ruling.lines or None)
+    line_picture(ruling.cleaned, bands[0], slope)   # one line of writing of a page, to read on its own
 
 How: the ink mask is the pixels darker than the local paper in any colour channel (so a light-blue
-rule on white paper counts as much as black ink). Rules are long, thin and straight: horizontal runs
-of ink (vertical ones for vertical rules) at least RUN_PIXELS long are joined into pieces, each piece
-gets a straight line fitted to it (rules may be turned a few degrees; a fitted line follows them), and
-a piece is a rule if it is thin for its length and spans a good share of the picture (a ruled line,
-a margin, a grid line), or if it is the wall of a form box: a vertical piece ending on two horizontal
-rules that themselves end inside the picture. A written 1 spans neither (a box's digit is shorter than
-the box; a notebook's rules run off the page, so they never make walls). A rule's band is removed
-where no stroke crosses it: a band pixel with stroke ink directly on both sides (above and below a
-horizontal rule, left and right of a vertical one) is stroke and stays, so the strokes a rule
-crosses stay whole. Detection runs on a copy reduced to DETECT_SIDE, so a large picture takes
-bounded time. numpy, scipy.ndimage and Pillow only.
+rule on white paper counts as much as black ink), by more than the paper's noise. Rules are long, thin
+and straight: horizontal runs of ink (vertical ones for vertical rules) at least RUN_PIXELS long are
+joined into pieces; in each piece the line with the most pixels on it is found by a small Hough vote
+over the slopes a photo's rules take (a turned, tilted page), fitted by least squares through its
+core, taken out, and the rest searched again (strokes join several rules into one piece). A line is a
+rule if it is continuous, thin for its length, lies on paper (paper on both sides along a good share
+of it: a line through a row of digits has ink beside it) and spans a good share of the picture (a
+ruled line, a margin, a grid line; less when it runs off the picture at both ends), or if it is the
+wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
+picture, two walls or more between the same two. A written 1 is neither: it spans less of its
+picture, never runs off two sides of it, and a notebook's rules run off the page, so they never make
+walls. A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on
+both sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays,
+so the strokes a rule crosses stay whole. Detection runs on a copy reduced to DETECT_SIDE, so a large
+picture takes bounded time (one idle core: 1000x300 ~16 ms, 2000x1500 ~120 ms). numpy, scipy.ndimage
+and Pillow only.
+
+The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits) and checked with
+benchmarks/rules_check.py; the notes beside them say what they were weighed against.
 """
 
 from __future__ import annotations
