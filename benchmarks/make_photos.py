@@ -2,11 +2,16 @@
 
 Each picture is dark ink on paper, scaled up, off-centre, with a thicker or thinner pen, uneven
 light, blur, sensor noise and JPEG compression; numbers have 2-8 digits with uneven gaps, sizes and
-baselines, and `touching` ones 2-4 digits, two of which are written into each other. Every picture
-comes from its own seed, so a picture is the same whatever --count is.
+baselines, and `touching` ones 2-4 digits, two of which are written into each other. The paper kinds
+are in colour, on the paper people write on, photographed slightly turned (up to 5 degrees) and in
+perspective: `ruled` (a notebook: light rules, a red margin, digits sitting on a rule), `squared`
+(graph paper crossing the digits), `boxes` (a form's row of boxes, one digit a box, or one long box)
+and `page` (2-4 numbers one under another, their truth joined with a newline). Every picture comes
+from its own seed, so a picture is the same whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
-writes photos/single-00000.jpg ..., photos/number-00000.jpg ..., photos/touching-00000.jpg ... and
+writes photos/single-00000.jpg ..., photos/number-00000.jpg ..., photos/touching-00000.jpg ..., one set
+for each paper kind, and
 photos/labels.csv (file,digits).
 """
 
@@ -22,8 +27,19 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-KINDS = {"single": 1, "number": 2, "touching": 3}
+KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7}
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
+MNIST_DIGIT_HEIGHT = 20  # MNIST pixels: its digits were scaled to fit a 20x20 box
+# Paper, ink and print as RGB: white, cream, grey and light-blue paper; blue (ballpoint) and black ink;
+# notebook rules light blue with a red or pink margin, grids light blue or grey, forms dark or in a
+# printer's colour. Rules are 1-3 px, as a phone sees a 0.1-0.3 mm printed line.
+PAPERS = np.array([(246, 246, 242), (245, 236, 206), (218, 218, 214), (222, 233, 246)], np.float32)
+INKS = np.array([(28, 48, 150), (24, 24, 30)], np.float32)
+NOTEBOOK_RULES = np.array([(140, 175, 225), (120, 160, 215), (160, 190, 230)], np.float32)
+MARGINS = np.array([(225, 80, 90), (235, 130, 160)], np.float32)
+GRIDS = np.array([(150, 185, 225), (165, 165, 170), (130, 170, 215)], np.float32)
+FORM_LINES = np.array([(30, 30, 35), (80, 80, 90), (40, 80, 170), (200, 60, 60), (40, 130, 90), (230, 140, 60)],
+                      np.float32)
 
 
 @dataclass
@@ -35,16 +51,32 @@ class Photo:
     suffix: str
 
 
+@dataclass
+class Sheet:
+    """A page drawn flat, before the camera: where the digits' ink and the printed rules lie."""
+
+    ink: np.ndarray  # (H, W) 0..1, how much of each pixel the pen covers
+    printed: np.ndarray  # (H, W, 3) 0..1, how much light the printed rules let through, per colour
+    paper: np.ndarray  # RGB
+    ink_colour: np.ndarray  # RGB
+    unit: float  # picture pixels to an MNIST pixel
+    digits: str  # the truth; lines of a page joined with "\n"
+    indices: list[int]
+    boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 in reading order (on their walls)
+
+
 def ink_crop(image28: np.ndarray) -> np.ndarray:
     """An MNIST digit (uint8, white on black) as ink amounts 0..1, cropped to its ink."""
     rows, columns = np.nonzero(image28)
     return image28[rows.min():rows.max() + 1, columns.min():columns.max() + 1].astype(np.float32) / 255
 
 
-def lay_out(digits: list[np.ndarray], rng: np.random.Generator, touching: int | None = None) -> np.ndarray:
+def lay_out(digits: list[np.ndarray], rng: np.random.Generator, touching: int | None = None,
+            baseline_jitter: int = 3) -> np.ndarray:
     """Digits side by side, LAYOUT_SCALE ink pixels to an MNIST pixel, with uneven gaps, sizes and
     baselines; digit `touching` (an index) is written into the one before it, their boxes overlapping
-    by 1-3 MNIST pixels. Each digit is enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
+    by 1-3 MNIST pixels; baselines vary by up to `baseline_jitter` MNIST pixels. Each digit is
+    enlarged once, from MNIST, so no resizing at 28 px blurs it first."""
     placed, x, margin = [], 0, 2 * LAYOUT_SCALE
     for index, digit in enumerate(digits):
         scale = LAYOUT_SCALE * rng.uniform(0.85, 1.15)
@@ -52,7 +84,7 @@ def lay_out(digits: list[np.ndarray], rng: np.random.Generator, touching: int | 
         resized = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.BICUBIC)).clip(0, 1)
         if index > 0:
             x += LAYOUT_SCALE * int(rng.integers(-3, 0) if index == touching else rng.integers(2, 10))
-        baseline = LAYOUT_SCALE * int(rng.integers(-3, 4))
+        baseline = LAYOUT_SCALE * int(rng.integers(-baseline_jitter, baseline_jitter + 1))
         placed.append((resized, x, baseline))
         x += resized.shape[1]
     # A raised digit (positive baseline) sits higher: its bottom edge is at -baseline.
@@ -76,6 +108,22 @@ def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
     scale = min(width * fill / ink.shape[1], height * fill / ink.shape[0])
     unit = scale * ink_scale  # picture pixels to an MNIST pixel
     scaled_size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    scaled = pen_ink(ink, scaled_size, unit, rng)
+    page = np.zeros((height, width), np.float32)
+    left = int(rng.integers(0, width - scaled.shape[1] + 1))  # off-centre anywhere on the page
+    top = int(rng.integers(0, height - scaled.shape[0] + 1))
+    page[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
+    paper, pen_colour = rng.uniform(170, 245), rng.uniform(10, 90)
+    picture = uneven_light(height, width, rng) * (paper * (1 - page) + pen_colour * page)
+    image = Image.fromarray(camera_blur_and_noise(picture, unit, rng).clip(0, 255).round().astype(np.uint8))
+    if rng.random() < 0.3:
+        image = image.convert("RGB")  # a colour photo of grey paper
+    return jpeg(image, rng), ".jpg"
+
+
+def pen_ink(ink: np.ndarray, scaled_size: tuple[int, int], unit: float, rng: np.random.Generator) -> np.ndarray:
+    """Ink resized to `scaled_size` (width, height), `unit` picture pixels to an MNIST pixel, as a
+    round pen of a random width draws it."""
     scaled = np.asarray(Image.fromarray(ink).resize(scaled_size, Image.Resampling.BICUBIC)).clip(0, 1)
     scaled = ndimage.gaussian_filter(scaled, 0.5 * unit)  # a round pen, not MNIST's pixel grid
     scaled = np.clip((scaled - 0.15) * 2, 0, 1)  # solid ink wherever MNIST has some: a pen is not faint
@@ -83,28 +131,31 @@ def photograph(ink: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
     if abs(pen) >= 1:
         footprint = _disk(abs(pen) / 2)
         scaled = (ndimage.grey_dilation if pen > 0 else ndimage.grey_erosion)(scaled, footprint=footprint)
-    page = np.zeros((height, width), np.float32)
-    left = int(rng.integers(0, width - scaled.shape[1] + 1))  # off-centre anywhere on the page
-    top = int(rng.integers(0, height - scaled.shape[0] + 1))
-    page[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
-    paper, pen_colour = rng.uniform(170, 245), rng.uniform(10, 90)
+    return scaled
+
+
+def uneven_light(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Light falling from one side, and a lens darkening towards the corners, both measured in
+    fractions of the picture's half-diagonal, as a camera sees them: a (height, width) factor."""
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    # Light falling from one side, and a lens darkening towards the corners, both measured in
-    # fractions of the picture's half-diagonal, as a camera sees them.
     reach = np.hypot(width, height) / 2
     across, down = (columns - width / 2) / reach, (rows - height / 2) / reach
     ramp = np.cos(angle) * across + np.sin(angle) * down
-    light = 1 + rng.uniform(0, 0.3) * ramp - rng.uniform(0, 0.4) * (across ** 2 + down ** 2)
-    picture = light * (paper * (1 - page) + pen_colour * page)
-    picture = ndimage.gaussian_filter(picture, rng.uniform(0.3, 1.2) * max(1.0, unit / 8))
-    picture += rng.normal(0, rng.uniform(1, 6), picture.shape)
-    image = Image.fromarray(picture.clip(0, 255).round().astype(np.uint8))
-    if rng.random() < 0.3:
-        image = image.convert("RGB")  # a colour photo of grey paper
+    return 1 + rng.uniform(0, 0.3) * ramp - rng.uniform(0, 0.4) * (across ** 2 + down ** 2)
+
+
+def camera_blur_and_noise(picture: np.ndarray, unit: float, rng: np.random.Generator) -> np.ndarray:
+    """A grey (H, W) or colour (H, W, 3) picture as a lens blurs it and a sensor adds noise."""
+    sigma = rng.uniform(0.3, 1.2) * max(1.0, unit / 8)
+    picture = ndimage.gaussian_filter(picture, (sigma, sigma, 0)[:picture.ndim])  # colours are not mixed
+    return picture + rng.normal(0, rng.uniform(1, 6), picture.shape)
+
+
+def jpeg(image: Image.Image, rng: np.random.Generator) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=int(rng.integers(60, 96)))
-    return buffer.getvalue(), ".jpg"
+    return buffer.getvalue()
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -134,14 +185,209 @@ def number_photo(images: np.ndarray, labels: np.ndarray, rng: np.random.Generato
     return Photo(data, "".join(str(int(labels[i])) for i in indices), indices, "number", suffix)
 
 
+# Paper people write on: notebooks, graph paper, forms and pages of several numbers. A sheet is drawn
+# flat at picture resolution (so a rule stays 1-3 px), then photographed slightly turned and in
+# perspective.
+
+def line_coverage(distance: np.ndarray, thickness: float) -> np.ndarray:
+    """How much of a pixel `distance` px from a line's centre an anti-aliased line covers."""
+    return np.clip(thickness / 2 + 0.5 - np.abs(distance), 0, 1)
+
+
+def print_lines(printed: np.ndarray, coverage: np.ndarray, colour: np.ndarray) -> None:
+    """Print `coverage` (broadcastable to (H, W)) in `colour` over the sheet: inks multiply."""
+    printed *= 1 - coverage[..., None] * (1 - colour / 255)
+
+
+def rules_at(length: int, positions: np.ndarray, thickness: float) -> np.ndarray:
+    """Coverage along one axis of `length` px of lines at `positions` (px)."""
+    along = np.arange(length, dtype=np.float32)[:, None]
+    return line_coverage(along - positions[None, :], thickness).max(axis=1, initial=0)
+
+
+def print_rectangle(printed: np.ndarray, box: tuple[int, int, int, int], thickness: float,
+                    colour: np.ndarray) -> None:
+    x0, y0, x1, y1 = box
+    edges = np.zeros(printed.shape[:2], np.float32)
+    rows = rules_at(printed.shape[0], np.array([y0, y1], np.float32), thickness)
+    columns = rules_at(printed.shape[1], np.array([x0, x1], np.float32), thickness)
+    reach = int(np.ceil(thickness / 2))
+    edges[:, x0 - reach:x1 + reach + 1] = rows[:, None]
+    np.maximum(edges[y0 - reach:y1 + reach + 1], columns[None, :], out=edges[y0 - reach:y1 + reach + 1])
+    print_lines(printed, edges, colour)
+
+
+def number_ink(images: np.ndarray, indices: list[int], digit_height: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A number written `digit_height` px high, and where its digits' bottom lies (px from its top)."""
+    laid = np.pad(lay_out([ink_crop(images[i]) for i in indices], rng, baseline_jitter=1), LAYOUT_SCALE)
+    scale = digit_height / (MNIST_DIGIT_HEIGHT * LAYOUT_SCALE)
+    size = (max(1, round(laid.shape[1] * scale)), max(1, round(laid.shape[0] * scale)))
+    # lay_out leaves 2 MNIST pixels under the lowest digit, and the pad adds one more.
+    return pen_ink(laid, size, scale * LAYOUT_SCALE, rng), size[1] - 3 * LAYOUT_SCALE * scale
+
+
+def write(sheet_ink: np.ndarray, ink: np.ndarray, left: int, top: int) -> None:
+    """Pen ink onto the sheet with its top-left corner at (left, top), clipped to the sheet."""
+    height, width = sheet_ink.shape
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + ink.shape[0], height), min(left + ink.shape[1], width)
+    region = sheet_ink[y0:y1, x0:x1]
+    np.maximum(region, ink[y0 - top:y1 - top, x0 - left:x1 - left], out=region)
+
+
+def blank_sheet(width: int, height: int, digit_height: float, rng: np.random.Generator, digits: str,
+                indices: list[int]) -> Sheet:
+    return Sheet(np.zeros((height, width), np.float32), np.ones((height, width, 3), np.float32),
+                 PAPERS[rng.integers(len(PAPERS))] * rng.uniform(0.85, 1.0), INKS[rng.integers(len(INKS))].copy(),
+                 digit_height / MNIST_DIGIT_HEIGHT, digits, indices, [])
+
+
+def pick(colours: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return colours[rng.integers(len(colours))]
+
+
+def number_indices(images: np.ndarray, rng: np.random.Generator, shortest: int, longest: int) -> list[int]:
+    return [int(i) for i in rng.integers(0, len(images), int(rng.integers(shortest, longest + 1)))]
+
+
+def lined_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, lines: int,
+                ruled: bool = True) -> Sheet:
+    """`lines` numbers one under another on notebook paper (light rules every 1.1-1.6 digit heights, a
+    red margin), each sitting on a rule, sometimes low enough for the rule above to cross it; or on
+    plain paper when not `ruled`."""
+    height_px = rng.uniform(28, 64)
+    pitch = height_px * (rng.uniform(1.1, 1.6) if ruled else rng.uniform(1.6, 2.2))
+    numbers = [number_indices(images, rng, 2, 6) for _ in range(lines)]
+    written = [number_ink(images, indices, height_px, rng) for indices in numbers]
+    margin_x = int(rng.uniform(0.5, 1.5) * height_px)
+    text_left = margin_x + int(rng.uniform(0.3, 1.0) * height_px)
+    width = text_left + max(ink.shape[1] for ink, _ in written) + int(rng.uniform(0.5, 2.0) * height_px)
+    first = int(rng.integers(1, 3))  # rules above the first number
+    height = int((first + lines + rng.uniform(0.6, 1.5)) * pitch)
+    labels_text = "\n".join("".join(str(int(labels[i])) for i in indices) for indices in numbers)
+    sheet = blank_sheet(width, height, height_px, rng, labels_text, [i for indices in numbers for i in indices])
+    offset = rng.uniform(0.2, 0.8) * pitch
+    rule_ys = offset + pitch * np.arange(int((height - offset) / pitch) + 1, dtype=np.float32)
+    if ruled:
+        print_lines(sheet.printed, rules_at(height, rule_ys, rng.uniform(1, 2.5))[:, None], pick(NOTEBOOK_RULES, rng))
+        print_lines(sheet.printed, rules_at(width, np.array([margin_x], np.float32), rng.uniform(1.5, 3))[None, :],
+                    pick(MARGINS, rng))
+    for line, (ink, bottom) in enumerate(written):
+        low = rng.random() < 0.25  # low enough for the rule above to cross the digits
+        sits = rule_ys[first + line] + height_px * (rng.uniform(0.3, 0.5) if low else rng.uniform(-0.1, 0.12))
+        write(sheet.ink, ink, text_left + int(rng.integers(0, height_px)), int(sits - bottom))
+    return sheet
+
+
+def ruled_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    return lined_sheet(images, labels, rng, 1)
+
+
+def page_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    return lined_sheet(images, labels, rng, int(rng.integers(2, 5)), ruled=rng.random() < 0.6)
+
+
+def squared_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    """A number on graph paper: light lines both ways every 0.4-0.8 digit heights, crossing it."""
+    height_px = rng.uniform(32, 72)
+    indices = number_indices(images, rng, 2, 6)
+    ink, bottom = number_ink(images, indices, height_px, rng)
+    width, height = int(ink.shape[1] * rng.uniform(1.3, 1.8)), int(ink.shape[0] * rng.uniform(1.6, 2.6))
+    sheet = blank_sheet(width, height, height_px, rng, "".join(str(int(labels[i])) for i in indices), indices)
+    pitch, thickness, colour = height_px * rng.uniform(0.4, 0.8), rng.uniform(1, 2), pick(GRIDS, rng)
+    for axis, length in ((0, height), (1, width)):
+        positions = rng.uniform(0, pitch) + pitch * np.arange(int(length / pitch) + 1, dtype=np.float32)
+        coverage = rules_at(length, positions, thickness)
+        print_lines(sheet.printed, coverage[:, None] if axis == 0 else coverage[None, :], colour)
+    left, top = int(rng.integers(0, width - ink.shape[1] + 1)), int(rng.integers(0, height - ink.shape[0] + 1))
+    write(sheet.ink, ink, left, top)
+    return sheet
+
+
+def boxes_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    """A printed form: a row of adjoining boxes, one digit a box, up to two left empty at the end,
+    digits sometimes touching a wall; or, one time in four, one long box around the whole number."""
+    height_px = rng.uniform(32, 72)
+    indices = number_indices(images, rng, 2, 6)
+    box_width, box_height = height_px * rng.uniform(1.05, 1.4), height_px * rng.uniform(1.25, 1.5)
+    long_box = rng.random() < 0.25
+    if long_box:
+        number, _ = number_ink(images, indices, height_px, rng)
+        inner = [(number, 0.0, 0.0)]
+        box_width = number.shape[1] + rng.uniform(0.2, 0.8) * height_px
+    else:  # each digit its own height, centred in its box give or take, some pushed onto a wall
+        inner = []
+        for i in indices:
+            digit = ink_crop(images[i])
+            scale = height_px * rng.uniform(0.8, 1.0) / digit.shape[0]
+            size = (max(1, round(digit.shape[1] * scale)), max(1, round(digit.shape[0] * scale)))
+            shift = rng.uniform(-0.3, 0.3) if rng.random() < 0.3 else rng.uniform(-0.1, 0.1)
+            inner.append((pen_ink(np.pad(digit, 2), size, scale, rng), shift, rng.uniform(-0.1, 0.1)))
+    count = 1 if long_box else len(indices) + int(rng.integers(0, 3))
+    left, top = int(rng.uniform(0.3, 1.5) * height_px), int(rng.uniform(0.4, 1.5) * box_height)
+    width = int(left * 2 + count * box_width)
+    height = int(top + box_height + rng.uniform(0.4, 1.5) * box_height)
+    sheet = blank_sheet(width, height, height_px, rng, "".join(str(int(labels[i])) for i in indices), indices)
+    thickness, colour = rng.uniform(1.5, 3), pick(FORM_LINES, rng)
+    edges = np.round(left + box_width * np.arange(count + 1)).astype(int)
+    sheet.boxes = [(int(x0), top, int(x1), int(top + box_height)) for x0, x1 in zip(edges[:-1], edges[1:])]
+    for box in sheet.boxes:
+        print_rectangle(sheet.printed, box, thickness, colour)
+    for (x0, y0, x1, y1), (ink, shift_x, shift_y) in zip(sheet.boxes, inner):
+        centre_x, centre_y = (x0 + x1) / 2 + shift_x * (x1 - x0), (y0 + y1) / 2 + shift_y * (y1 - y0)
+        write(sheet.ink, ink, int(centre_x - ink.shape[1] / 2), int(centre_y - ink.shape[0] / 2))
+    return sheet
+
+
+SHEETS = {"ruled": ruled_sheet, "squared": squared_sheet, "boxes": boxes_sheet, "page": page_sheet}
+
+
+def flat_picture(sheet: Sheet) -> np.ndarray:
+    """The sheet as an (H, W, 3) float RGB picture under even light: paper, print, then ink over it."""
+    ink_filter = 1 - sheet.ink[..., None] * (1 - sheet.ink_colour / 255)
+    return sheet.paper * sheet.printed * ink_filter
+
+
+def turn_and_tilt(image: Image.Image, rng: np.random.Generator, fill: tuple[int, ...]) -> Image.Image:
+    """The picture turned by up to 5 degrees and in a mild perspective (each corner moved up to 2% of
+    the side), as a phone held over a page sees it; what comes in from outside is paper."""
+    width, height = image.size
+    angle = np.radians(rng.uniform(-5, 5))
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = np.array([width / 2, height / 2])
+    source = (corners - centre) @ turn.T + centre + rng.uniform(-0.02, 0.02, (4, 2)) * [width, height]
+    # PIL maps each output pixel (x, y) to the input at ((a x + b y + c) / (g x + h y + 1), ...).
+    equations = []
+    for (x, y), (u, v) in zip(corners, source):
+        equations += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+    coefficients = np.linalg.solve(np.array(equations), source.ravel())
+    return image.transform(image.size, Image.Transform.PERSPECTIVE, tuple(coefficients),
+                           Image.Resampling.BICUBIC, fillcolor=fill)
+
+
+def photograph_sheet(sheet: Sheet, kind: str, rng: np.random.Generator) -> Photo:
+    """The sheet photographed with a phone: turned, in perspective, uneven light, blur, noise, JPEG."""
+    flat = Image.fromarray(flat_picture(sheet).clip(0, 255).round().astype(np.uint8))
+    turned = np.asarray(turn_and_tilt(flat, rng, tuple(int(c) for c in sheet.paper)), np.float32)
+    lit = turned * uneven_light(*turned.shape[:2], rng)[..., None]
+    picture = camera_blur_and_noise(lit, sheet.unit, rng)
+    image = Image.fromarray(picture.clip(0, 255).round().astype(np.uint8))
+    return Photo(jpeg(image, rng), sheet.digits, sheet.indices, kind, ".jpg")
+
+
 def make_photos(images: np.ndarray, labels: np.ndarray, kind: str, count: int, seed: int = 0) -> list[Photo]:
     """`count` pictures of one kind; picture k depends only on (seed, kind, k)."""
     photos = []
     order = np.random.default_rng(seed).permutation(len(images))  # singles: distinct test digits
     for k in range(count):
         rng = np.random.default_rng([seed, KINDS[kind], k])
-        photos.append(single_photo(images, labels, int(order[k % len(order)]), rng) if kind == "single"
-                      else number_photo(images, labels, rng, touching=kind == "touching"))
+        if kind == "single":
+            photos.append(single_photo(images, labels, int(order[k % len(order)]), rng))
+        elif kind in SHEETS:
+            photos.append(photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng))
+        else:
+            photos.append(number_photo(images, labels, rng, touching=kind == "touching"))
     return photos
 
 

@@ -1,0 +1,466 @@
+"""Printed rules are not ink: ruled lines, margins, squared grids and form boxes, found and removed
+before the digits are segmented.
+
+    ruling = remove_rules(np.asarray(image))   # RGB (H, W, 3) or grey (H, W) uint8, as decoded
+    ruling.cleaned                             # grey (H, W) uint8: the picture without its rules
+    ruling.boxes                               # form boxes (x0, y0, x1, y1) on their walls, in reading order
+    ruling.found                               # False: no rules, and cleaned is the grey picture as it was
+    bands, slope = text_lines(ruling.cleaned, ruling.slope if ruling.lines else None, ruling.lines or None)
+    line_picture(ruling.cleaned, bands[0], slope)   # one line of writing of a page, to read on its own
+
+How: the ink mask is the pixels darker than the local paper in any colour channel (so a light-blue
+rule on white paper counts as much as black ink), by more than the paper's noise. Rules are long, thin
+and straight: horizontal runs of ink (vertical ones for vertical rules) at least RUN_PIXELS long are
+joined into pieces; in each piece the line with the most pixels on it is found by a small Hough vote
+over the slopes a photo's rules take (a turned, tilted page), fitted by least squares through its
+core, taken out, and the rest searched again (strokes join several rules into one piece). A line is a
+rule if it is continuous, thin for its length, lies on paper (paper on both sides along a good share
+of it: a line through a row of digits has ink beside it) and spans a good share of the picture (a
+ruled line, a margin, a grid line; less when it runs off the picture at both ends), or if it is the
+wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
+picture, two walls or more between the same two. A written 1 is neither: it spans less of its
+picture, never runs off two sides of it, and a notebook's rules run off the page, so they never make
+walls. A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on
+both sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays,
+so the strokes a rule crosses stay whole. Detection runs on a copy reduced to DETECT_SIDE, so a large
+picture takes bounded time (one idle core: 1000x300 ~16 ms, 2000x1500 ~120 ms). numpy, scipy.ndimage
+and Pillow only.
+
+The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits) and checked with
+benchmarks/rules_check.py; the notes beside them say what they were weighed against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+DETECT_SIDE = 768  # px: rules are found on a copy box-reduced to at most this (a 1-px rule survives: any-pooling)
+PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated this small
+MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
+NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
+NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
+MIN_ON_PAPER = 0.3  # of a rule's length has paper on both sides (a notebook rule under a number: 50%+)
+SIDE_PIXELS = 2  # px (detection scale): its sides are looked at this far past its edges
+GAP_PIXELS = 3  # px (detection scale): a faint rule under noise and JPEG breaks into dashes this far apart
+RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
+FIT_DEGREES, FIT_STEP_DEGREES = 7.0, 1.0  # a photo's rules: turned up to 5 degrees, and perspective
+FIT_BIN_PIXELS = 2  # px: offsets are voted in bins this wide; the least-squares fit after mends the rest
+CORE_PIXELS = 2.0  # px: a rule's core, within this of its first fit, gives the final fit
+FIT_VOTERS = 3000  # pixels that vote, at most: a rule has plenty
+MIN_COVERAGE = 0.7  # a rule is ink along at least this share of its length (a faint one under JPEG: ~80%)
+FIT_STRETCH = 8  # px (detection scale): a line's thickness is measured over stretches this long,
+THICKNESS_PERCENTILE = 25  # as the thickness of its stretches at this percentile
+MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
+THIN_RATIO = 0.07  # a rule's thickness is under 7% of its length (a blurred box edge: 6%); a 7's bar 10-20%
+MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
+HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
+VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
+# a single written 1 fills at most ~70% of its picture's height)
+# A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
+EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
+TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past the edge of the rules it joins
+EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
+LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
+LINE_GAP = 0.25  # lines of writing are apart by at least this share of a line's height (a page: ~0.6)
+SHORT_LINE = 0.3  # a band lower than this share of a line's height is a piece of the one above
+SPLIT_PITCHES = 1.5  # a band of writing on ruled paper higher than this many rule pitches holds two lines
+SPLIT_REACH = 0.35  # they are cut this many pitches from a rule, at most (digits sit on it or cross it)
+BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A straight printed line: across = slope * along + offset, with `along` from start to end (px).
+    For a horizontal rule along is x and across is y; for a vertical rule the other way round."""
+
+    slope: float
+    offset: float
+    thickness: float
+    start: float
+    end: float
+
+    def across_at(self, along: float) -> float:
+        return self.slope * along + self.offset
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A picture without its printed rules (see the module's docstring)."""
+
+    cleaned: np.ndarray  # (H, W) uint8 grey: rule pixels replaced by the paper's brightness
+    rule_mask: np.ndarray  # (H, W) bool: the pixels removed
+    boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 (on their walls) in reading order
+    lines: list[int]  # y of each horizontal rule at the picture's middle, top to bottom
+    found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
+    slope: float = 0.0  # dy/dx of the horizontal rules (median): how the page is turned, for text_lines
+
+
+def remove_rules(pixels: np.ndarray) -> Ruling:
+    """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules."""
+    colour = np.atleast_3d(np.asarray(pixels))[..., :3]
+    grey = luminance(colour)
+    inverted = np.median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
+    if inverted:
+        colour, grey = 255 - colour, 255 - grey
+    paper = small_paper(colour)
+    ink = ink_mask(colour, paper)
+    factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
+    horizontal, vertical, boxes = find_rules(reduce_any(ink, factor))
+    if not (horizontal or vertical):
+        return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
+                      [], [], False)
+    removed = rule_pixels(ink, [band_of(line, factor) for line in horizontal],
+                          [band_of(line, factor) for line in vertical])
+    rows, columns = np.nonzero(removed)
+    # The paper under a rule, from the small estimate: it varies slowly.
+    grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
+                                           columns * paper.shape[1] // grey.shape[1]]
+    cleaned = (255 - grey if inverted else grey).clip(0, 255).round().astype(np.uint8)
+    middle = ink.shape[1] / 2 / factor
+    return Ruling(cleaned, removed, [tuple(int(round(v * factor)) for v in box) for box in boxes],
+                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True,
+                  float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
+
+
+def luminance(colour: np.ndarray) -> np.ndarray:
+    """(H, W) float32 brightness of an (H, W, 1) or (H, W, 3) picture, as Pillow's "L" weighs it."""
+    if colour.shape[2] == 1:
+        return colour[..., 0].astype(np.float32)
+    return colour.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def small_paper(colour: np.ndarray) -> np.ndarray:
+    """Each channel's paper brightness under the picture's light, PAPER_SIDE px on the long side: the
+    brightest nearby on a copy so small that ink and rules are thinner than a pixel."""
+    height, width, _ = colour.shape
+    scale = PAPER_SIDE / max(height, width)
+    size = (max(4, round(width * scale)), max(4, round(height * scale)))
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., channel], np.uint8))
+                         .resize(size, Image.Resampling.BOX)) for channel in range(colour.shape[2])]
+    return np.maximum(ndimage.grey_dilation(np.stack(planes, axis=2).astype(np.float32), size=(3, 3, 1)), 1)
+
+
+def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS."""
+    height, width, channels = colour.shape
+    sample = colour[::3, ::3].astype(np.float32)
+    sample_paper = paper[np.arange(sample.shape[0])[:, None] * 3 * paper.shape[0] // height,
+                         np.arange(sample.shape[1])[None, :] * 3 * paper.shape[1] // width]
+    darkness = (1 - sample / sample_paper).max(axis=2)
+    median = np.median(darkness)
+    # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
+    # and ink and rules (a fine grid is a good share of the picture) make few of them.
+    spread = np.median(np.abs(np.diff(darkness, axis=1))) / NEIGHBOUR_DIFFERENCE
+    keep = 1 - max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below this share of the paper
+    ink = np.zeros((height, width), bool)
+    for channel in range(channels):
+        limit = (paper[..., channel] * keep).clip(0, 255).round().astype(np.uint8)  # uint8: 3x faster
+        full = Image.fromarray(limit).resize((width, height), Image.Resampling.BILINEAR)
+        ink |= colour[..., channel] < np.asarray(full)
+    return ink
+
+
+def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
+    """The mask `factor` times smaller, a pixel set where any of its block is."""
+    height, width = mask.shape[0] // factor, mask.shape[1] // factor
+    small = np.zeros((height, width), bool)
+    for down in range(factor):
+        for across in range(factor):
+            small |= mask[down::factor, across::factor][:height, :width]
+    return small
+
+
+def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[float, float, float, float]]]:
+    """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
+    reading order, in the mask's pixels."""
+    height, width = mask.shape
+    # Horizontal pieces are only ever rules; vertical ones may be box walls, as short as a box.
+    lying, upright = line_pieces(mask, min(HORIZONTAL_SPAN, EDGE_SPAN) * width), line_pieces(mask.T)
+    horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
+    vertical = spanning(upright, mask.T, VERTICAL_SPAN)
+    walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
+    return horizontal, vertical + walls, boxes
+
+
+def spanning(lines: list[Line], mask: np.ndarray, share: float) -> list[Line]:
+    """The thin lines on paper spanning `share` of the picture along them (the mask's rows run along
+    them), or EDGE_SPAN when they run off it at both ends: a turned page's rule near a corner leaves
+    the picture early, and a written 1 or a 7's bar never reaches two sides of its picture. (Box walls
+    need neither: ending on two box edges makes them walls.)"""
+    return [line for line in lines if thin(line) and line.end - line.start >= mask.shape[1] * (
+        EDGE_SPAN if not any(ends_inside(line, mask.shape)) else share) and on_paper(line, mask) >= MIN_ON_PAPER]
+
+
+def line_pieces(mask: np.ndarray, shortest: float = 0) -> list[Line]:
+    """The thin straight pieces that run along the mask's rows: runs of RUN_PIXELS or more, joined
+    where they touch (a turned rule steps from row to row), each with a line fitted through it; pieces
+    shorter than `shortest` px (or 3 runs) are not looked at."""
+    closed = mask | bridged(mask, GAP_PIXELS)
+    runs, _ = ndimage.label(closed, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    long_runs = (np.bincount(runs.ravel()) >= RUN_PIXELS)[runs] & (runs > 0)
+    pieces, _ = ndimage.label(long_runs, structure=np.ones((3, 3), bool))
+    lines = []
+    for number, region in enumerate(ndimage.find_objects(pieces), start=1):
+        if region is None or region[1].stop - region[1].start < max(3 * RUN_PIXELS, shortest):
+            continue
+        across, along = np.nonzero(pieces[region] == number)
+        lines += fit_lines(along + region[1].start, across + region[0].start)
+    return lines
+
+
+def on_paper(line: Line, mask: np.ndarray) -> float:
+    """The share of the line's length where paper lies on both sides of it. Printed rules lie on
+    paper but where strokes cross them; a line through a row of digits (their bottoms, or bars that
+    line up) has ink beside it nearly everywhere."""
+    along = np.arange(int(line.start), int(line.end) + 1)
+    centre = line.slope * along + line.offset
+    beside = line.thickness / 2 + SIDE_PIXELS
+    sides = [np.clip(np.round(centre + offset), 0, mask.shape[0] - 1).astype(int) for offset in (-beside, beside)]
+    return float(np.mean(~mask[sides[0], along] & ~mask[sides[1], along]))
+
+
+def bridged(mask: np.ndarray, gap: int) -> np.ndarray:
+    """Where the mask has a pixel within `gap` to the left and within `gap` to the right in its row:
+    the gaps a faint rule breaks into under noise and JPEG (a closing, by shifted slices)."""
+    left, right = np.zeros_like(mask), np.zeros_like(mask)
+    for step in range(1, gap + 1):
+        left[:, step:] |= mask[:, :-step]
+        right[:, :-step] |= mask[:, step:]
+    return left & right
+
+
+def fit_lines(along: np.ndarray, across: np.ndarray) -> list[Line]:
+    """The straight lines through a piece's pixels, strongest first. Strokes touching rules join
+    them into one piece (two rules and the digit between them, a 1 beside a grid line), so each line
+    found takes its pixels out of the piece and the rest is searched again."""
+    lines: list[Line] = []
+    remaining = np.ones(along.size, bool)
+    while len(lines) < MAX_LINES_PER_PIECE and remaining.sum() >= 3 * RUN_PIXELS:
+        line = strongest_line(along[remaining], across[remaining])
+        if line is None:
+            break
+        lines.append(line)
+        remaining &= np.abs(across - line.across_at(along)) > line.thickness / 2 + 1
+    return [line for line in lines if line.thickness <= MAX_THICKNESS]
+
+
+def strongest_line(along: np.ndarray, across: np.ndarray) -> Line | None:
+    """The line with the most pixels on it, among slopes up to FIT_DEGREES: each pixel votes for the
+    offset it would give every slope (a Hough transform over the few slopes a photo's rules take),
+    then a least-squares fit through the pixels near the winner."""
+    slopes = np.tan(np.radians(np.arange(-FIT_DEGREES, FIT_DEGREES + 0.01, FIT_STEP_DEGREES)))
+    step = max(1, along.size // FIT_VOTERS)
+    offsets = across[None, ::step] - slopes[:, None] * along[None, ::step]
+    lowest = np.floor(offsets.min())
+    bins = ((offsets - lowest) // FIT_BIN_PIXELS).astype(np.int64)
+    width = int(bins.max()) + 1
+    votes = np.bincount((bins + width * np.arange(len(slopes))[:, None]).ravel(), minlength=width * len(slopes))
+    slope_index, offset_bin = divmod(int(votes.argmax()), width)
+    slope, offset = slopes[slope_index], lowest + (offset_bin + 0.5) * FIT_BIN_PIXELS
+    near = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
+    if near.sum() < 3 * RUN_PIXELS or np.ptp(along[near]) < 3 * RUN_PIXELS:
+        return None
+    slope, offset = np.polyfit(along[near], across[near], 1)
+    # Again through the rule's core only: strokes touching it pull a fit, and a pull of half a degree
+    # leaves a long rule's ends outside its band.
+    core = np.abs(across - (slope * along + offset)) <= CORE_PIXELS
+    if core.sum() >= 3 * RUN_PIXELS and np.ptp(along[core]) > 0:
+        slope, offset = np.polyfit(along[core], across[core], 1)
+    on_line = np.abs(across - (slope * along + offset)) <= MAX_THICKNESS / 2
+    start, end = int(along[on_line].min()), int(along[on_line].max())
+    covered = np.unique(along[on_line]).size / (end - start + 1)
+    if covered < MIN_COVERAGE:  # strokes of digits side by side line up too, with gaps between them
+        return None
+    # Thickness from the rule's thinner stretches, not its mean: strokes crossing it or running along
+    # it (a 1 written against a box wall) add to the mean and the median.
+    stretches = max(1, (end - start + 1) // FIT_STRETCH)
+    stretch = (along[on_line] - start) * stretches // (end - start + 1)
+    per_stretch = np.bincount(stretch, minlength=stretches) * stretches / (end - start + 1)
+    thickness = float(np.percentile(per_stretch[per_stretch > 0], THICKNESS_PERCENTILE))
+    return Line(float(slope), float(offset), thickness, float(start), float(end))
+
+
+def thin(line: Line) -> bool:
+    return line.thickness <= THIN_RATIO * (line.end - line.start + 1)
+
+
+def ends_inside(line: Line, shape: tuple[int, int]) -> list[bool]:
+    """For each end of the line, whether it lies inside the picture rather than at its edge. `shape`
+    is (across, along) in pixels: (height, width) for a horizontal line, (width, height) for a vertical."""
+    across_size, along_size = shape
+    return [EDGE_PIXELS < along < along_size - 1 - EDGE_PIXELS and
+            EDGE_PIXELS < line.across_at(along) < across_size - 1 - EDGE_PIXELS for along in (line.start, line.end)]
+
+
+def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int]
+              ) -> tuple[list[Line], list[tuple[float, float, float, float]]]:
+    """The vertical pieces that are form box walls, and the boxes between neighbouring walls (x0, y0,
+    x1, y1), row by row from the top, left to right. A wall ends on a rule above and one below, and
+    those rules end inside the picture: a form's box edges do, a notebook's rules run off the page."""
+    edges = [line for line in horizontal if all(ends_inside(line, shape))]
+
+    def edge_at(x: float, y: float) -> int | None:
+        for index, edge in enumerate(edges):
+            reach = TOUCH_PIXELS + edge.thickness
+            if edge.start - reach <= x <= edge.end + reach and abs(edge.across_at(x) - y) <= reach:
+                return index
+        return None
+
+    rows: dict[tuple[int, int], list[Line]] = {}
+    for wall in upright:
+        top = edge_at(wall.across_at(wall.start), wall.start)
+        bottom = edge_at(wall.across_at(wall.end), wall.end)
+        if top is not None and bottom is not None and top != bottom:
+            rows.setdefault((top, bottom), []).append(wall)
+    walls, boxes = [], []
+    for (top, bottom), members in sorted(rows.items(), key=lambda item: edges[item[0][0]].offset):
+        if len(members) < 2:  # one stroke from edge to edge is no box
+            continue
+        members.sort(key=lambda wall: wall.across_at((wall.start + wall.end) / 2))
+        walls += members
+        for left, right in zip(members, members[1:]):
+            x0 = left.across_at((left.start + left.end) / 2)
+            x1 = right.across_at((right.start + right.end) / 2)
+            middle = (x0 + x1) / 2
+            boxes.append((x0, edges[top].across_at(middle), x1, edges[bottom].across_at(middle)))
+    return walls, boxes
+
+
+def band_of(line: Line, factor: int) -> Line:
+    """A line found on the reduced copy, in the full picture's pixels, widened by its anti-aliased rim."""
+    centre = (factor - 1) / 2  # a reduced pixel's centre, in full pixels
+    return Line(line.slope, line.offset * factor + centre - line.slope * centre,
+                line.thickness * factor + 2 * BAND_MARGIN, line.start * factor, line.end * factor + factor - 1)
+
+
+def rasterise(lines: list[Line], shape: tuple[int, int]) -> np.ndarray:
+    """The lines' bands as a mask with `across` as rows and `along` as columns."""
+    band = np.zeros(shape, bool)
+    for line in lines:
+        along = np.arange(max(0, int(line.start)), min(shape[1], int(line.end) + 1))
+        if along.size == 0:
+            continue
+        centre = line.slope * along + line.offset
+        half = line.thickness / 2
+        top, bottom = max(0, int(np.floor(centre.min() - half))), min(shape[0], int(np.ceil(centre.max() + half)) + 1)
+        if top >= bottom:
+            continue
+        rows = np.arange(top, bottom)[:, None]
+        band[top:bottom, along[0]:along[-1] + 1] |= np.abs(rows - centre[None, :]) <= half
+    return band
+
+
+def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -> np.ndarray:
+    """The rules' bands less the stroke pixels in them: a band pixel that is ink with stroke ink
+    directly on both sides across the rule belongs to a stroke the rule crosses."""
+    band_h = rasterise(horizontal, ink.shape)
+    band_v = rasterise(vertical, ink.shape[::-1]).T
+    stroke = ink & ~band_h & ~band_v
+    widest = max((line.thickness for line in horizontal + vertical), default=0)
+    reach = int(np.ceil(widest)) + 2
+    removed = band_h | band_v
+    rows, columns = np.nonzero(band_h & ink)
+    crossing = on_both_sides(stroke, rows, columns, reach)
+    removed[rows[crossing], columns[crossing]] = False
+    columns, rows = np.nonzero((band_v & ink).T)
+    crossing = on_both_sides(stroke.T, columns, rows, reach)
+    removed[rows[crossing], columns[crossing]] = False
+    return removed
+
+
+def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:
+    """For each pixel (rows[i], columns[i]): whether the mask has a pixel within `reach` rows above it
+    and within `reach` rows below it, in its column. Only the rules' pixels are looked at, a few
+    times each, not the whole picture."""
+    above, below = np.zeros(rows.size, bool), np.zeros(rows.size, bool)
+    last = mask.shape[0] - 1
+    for step in range(1, reach + 1):
+        above |= mask[np.maximum(rows - step, 0), columns] & (rows - step >= 0)
+        below |= mask[np.minimum(rows + step, last), columns] & (rows + step <= last)
+    return above & below
+
+
+def text_lines(cleaned: np.ndarray, slope: float | None = None, rules: list[int] | None = None
+               ) -> tuple[list[tuple[int, int]], float]:
+    """Bands (y0, y1 at the middle column), top to bottom, each holding one line of writing of a picture without
+    its rules (the reader takes pieces one over another for one digit, so a page is read a band at a
+    time). Rows are counted along `slope` (dy/dx: Ruling.slope where rules were found; by default the
+    slope up to FIT_DEGREES that lines the ink up best); a band ends where LINE_GAP of a line's height
+    holds no ink. On ruled paper (`rules`: Ruling.lines) numbers written one a rule touch one another;
+    a band more than SPLIT_PITCHES rules high is cut at its emptiest row near each rule inside it.
+    Returns the bands and the slope they lean by; line_picture cuts one out."""
+    grey = np.asarray(cleaned, np.uint8)[..., None]
+    if np.median(grey[::4, ::4]) < 128:
+        grey = 255 - grey
+    ink = ink_mask(grey, small_paper(grey))
+    ys, xs = np.nonzero(ink)
+    if ys.size == 0:
+        return [], 0.0
+    if slope is None:
+        slope = writing_slope(ys, xs - ink.shape[1] / 2)
+    leaning = np.round(ys - slope * (xs - ink.shape[1] / 2)).astype(np.int64)
+    lowest = int(leaning.min())
+    counts = np.bincount(leaning - lowest)
+    profile = counts > max(1.0, LINE_INK_SHARE * np.median(counts[counts > 0]))  # between lines: specks
+    runs, count = ndimage.label(profile)
+    bands = [(int(region[0].start), int(region[0].stop)) for region in ndimage.find_objects(runs)]
+    height = np.median([stop - start for start, stop in bands])
+    merged = [list(bands[0])]
+    for start, stop in bands[1:]:  # a gap thinner than LINE_GAP is inside a line (a 5's detached top)
+        if start - merged[-1][1] < LINE_GAP * height or stop - start < SHORT_LINE * height:
+            merged[-1][1] = stop
+        else:
+            merged.append([start, stop])
+    if rules is not None and len(rules) >= 2:
+        merged = split_at_rules(merged, counts, np.array(rules) - lowest)
+    return [(start + lowest, stop + lowest) for start, stop in merged], slope
+
+
+def line_picture(cleaned: np.ndarray, band: tuple[int, int], slope: float) -> np.ndarray:
+    """One line of writing: the rows of the band (y0, y1 at the middle column, leaning by `slope`),
+    everything outside it made paper, so neighbouring lines' strokes reaching in are not read."""
+    height, width = cleaned.shape
+    reach = abs(slope) * width / 2  # at the sides the band is this much higher or lower
+    top, bottom = max(0, int(band[0] - reach)), min(height, int(np.ceil(band[1] + reach)) + 1)
+    rows, columns = np.mgrid[top:bottom, 0:width]
+    leaning = rows - slope * (columns - width / 2)
+    inside = (leaning >= band[0]) & (leaning < band[1])
+    return np.where(inside, cleaned[top:bottom], np.median(cleaned[::4, ::4])).astype(np.uint8)
+
+
+def writing_slope(ys: np.ndarray, xs: np.ndarray) -> float:
+    """The slope along which lines of writing (ink at rows `ys`, columns `xs`) leave the emptiest
+    rows between them: the one whose row profile is sharpest (largest sum of squares)."""
+    step = max(1, ys.size // FIT_VOTERS)
+    ys, xs = ys[::step], xs[::step]
+    slopes = np.tan(np.radians(np.arange(-FIT_DEGREES, FIT_DEGREES + 0.01, FIT_STEP_DEGREES / 2)))
+    rows = np.round(ys[None, :] - slopes[:, None] * xs[None, :]).astype(np.int64)
+    rows -= rows.min()
+    width = int(rows.max()) + 1
+    profiles = np.bincount((rows + width * np.arange(len(slopes))[:, None]).ravel(),
+                           minlength=width * len(slopes)).reshape(len(slopes), width)
+    return float(slopes[np.argmax((profiles.astype(np.float64) ** 2).sum(axis=1))])
+
+
+def split_at_rules(bands: list[list[int]], counts: np.ndarray, rules: np.ndarray) -> list[list[int]]:
+    """Bands (rows of `counts`, the ink per row) taller than SPLIT_PITCHES rule pitches, cut at the
+    emptiest row within SPLIT_REACH pitches of each rule inside them: a number sits on its rule, and
+    the one above it sits on the rule above."""
+    pitch = float(np.median(np.diff(np.sort(rules))))
+    result = []
+    for start, stop in bands:
+        if stop - start <= SPLIT_PITCHES * pitch:
+            result.append([start, stop])
+            continue
+        cuts = []
+        for rule in rules[(rules > start + pitch / 2) & (rules < stop - pitch / 2)]:
+            low, high = int(rule - SPLIT_REACH * pitch), int(rule + SPLIT_REACH * pitch) + 1
+            cuts.append(low + int(np.argmin(counts[low:high])))
+        edges = [start, *sorted(cuts), stop]
+        result += [[a, b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return result

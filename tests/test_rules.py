@@ -1,0 +1,202 @@
+"""digitrec.rules: printed rules are removed, the strokes they cross stay, a written 1 stays.
+
+Pictures are drawn flat (no camera) with benchmarks/make_photos.py's drawing functions, so the ink
+without rules is known exactly; each test checks a change remove_rules must make (returning its
+input fails them all, except the plain picture's, which checks that nothing changes).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from make_photos import (INKS, PAPERS, Sheet, flat_picture, print_lines, print_rectangle,  # noqa: E402
+                         rules_at)
+
+from digitrec.rules import line_picture, remove_rules, text_lines  # noqa: E402
+
+BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
+
+
+def sheet(width: int, height: int) -> Sheet:
+    return Sheet(np.zeros((height, width), np.float32), np.ones((height, width, 3), np.float32),
+                 PAPERS[0], INKS[0], 3.0, "", [], [])
+
+
+def stroke(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int, width: float = 6) -> None:
+    """A straight pen stroke from (x0, y0) to (x1, y1), drawn as coverage."""
+    rows, columns = np.mgrid[0:ink.shape[0], 0:ink.shape[1]].astype(np.float32)
+    direction = np.array([x1 - x0, y1 - y0], np.float32)
+    t = np.clip(((columns - x0) * direction[0] + (rows - y0) * direction[1]) / (direction @ direction), 0, 1)
+    distance = np.hypot(columns - (x0 + t * direction[0]), rows - (y0 + t * direction[1]))
+    np.maximum(ink, np.clip(width / 2 + 0.5 - distance, 0, 1), out=ink)
+
+
+def draw_digits(ink: np.ndarray, left: int, top: int, height: int) -> None:
+    """A 4, a 7 and a 1 side by side, strokes of a written number."""
+    stroke(ink, left + 25, top, left, top + height * 2 // 3)
+    stroke(ink, left, top + height * 2 // 3, left + 35, top + height * 2 // 3)
+    stroke(ink, left + 28, top, left + 28, top + height)
+    stroke(ink, left + 60, top, left + 95, top)
+    stroke(ink, left + 95, top, left + 72, top + height)
+    stroke(ink, left + 125, top, left + 123, top + height)
+
+
+def ruled(width: int = 400, height: int = 240, pitch: int = 70) -> tuple[Sheet, np.ndarray]:
+    page = sheet(width, height)
+    ys = np.arange(30, height, pitch, dtype=np.float32)
+    print_lines(page.printed, rules_at(height, ys, 2)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(width, np.array([40], np.float32), 2.5)[None, :], RED_MARGIN)
+    return page, ys
+
+
+def ink_of(grey: np.ndarray) -> np.ndarray:
+    """What a reader would call ink: clearly darker than the paper."""
+    return grey < 0.75 * np.median(grey)
+
+
+def ink_without_rules(page: Sheet) -> np.ndarray:
+    """The reader's ink of the same page printed with no rules: what removing them should leave."""
+    bare = Sheet(page.ink, np.ones_like(page.printed), page.paper, page.ink_colour, page.unit, "", [], [])
+    return ink_of(grey(flat_picture(bare)))
+
+
+def grey(picture: np.ndarray) -> np.ndarray:
+    return np.asarray(picture, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_ruled_lines_through_digits_are_removed_and_strokes_kept():
+    page, ys = ruled()
+    draw_digits(page.ink, 120, int(ys[1]) - 10, 80)  # crossed by a rule near its top, sitting on the next
+    picture = flat_picture(page).round().astype(np.uint8)
+    ruling = remove_rules(picture)
+    drawn = ink_without_rules(page)
+    printed = (page.printed < 0.8).any(axis=2) & ~drawn
+    before, after = ink_of(grey(picture)), ink_of(ruling.cleaned.astype(np.float32))
+    assert ruling.found and len(ruling.lines) == len(ys)
+    assert iou(before, drawn) < 0.7  # the rules are much of the ink before
+    assert iou(after, drawn) > 0.9
+    assert (after & printed).sum() < 0.03 * printed.sum()
+
+
+def test_turned_ruled_page_is_cleaned():
+    from PIL import Image
+    page, ys = ruled(500, 300)
+    draw_digits(page.ink, 150, int(ys[1]) - 5, 80)
+    turned = Image.fromarray(flat_picture(page).round().astype(np.uint8)).rotate(4, Image.Resampling.BICUBIC,
+                                                                                  fillcolor=(246, 246, 242))
+    drawn = np.asarray(Image.fromarray((page.ink * 255).astype(np.uint8)).rotate(4, Image.Resampling.BICUBIC)) > 127
+    ruling = remove_rules(np.asarray(turned))
+    assert iou(ink_of(ruling.cleaned.astype(np.float32)), drawn) > 0.85
+
+
+def test_squared_grid_is_removed():
+    page = sheet(360, 200)
+    positions = np.arange(5, 360, 28, dtype=np.float32)
+    print_lines(page.printed, rules_at(200, positions[positions < 200], 1.5)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(360, positions, 1.5)[None, :], BLUE_RULE)
+    draw_digits(page.ink, 100, 50, 90)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.85
+
+
+def test_form_boxes_are_found_in_order_and_removed():
+    page = sheet(460, 160)
+    walls = [40, 120, 200, 280, 360]
+    boxes = [(x0, 40, x1, 135) for x0, x1 in zip(walls, walls[1:])]
+    for box in boxes:
+        print_rectangle(page.printed, box, 2.5, BLACK)
+    stroke(page.ink, 80, 55, 78, 120)  # a 1 in the first box, another touching the second box's wall
+    stroke(page.ink, 124, 60, 124, 118)
+    stroke(page.ink, 220, 60, 260, 60)  # a 7 in the third; the fourth left empty
+    stroke(page.ink, 260, 60, 235, 120)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    assert len(ruling.boxes) == len(boxes)
+    assert [box[0] for box in ruling.boxes] == sorted(box[0] for box in ruling.boxes)
+    assert all(abs(found[0] - truth[0]) <= 3 and abs(found[3] - truth[3]) <= 3
+               for found, truth in zip(ruling.boxes, boxes))
+    assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.85
+
+
+@pytest.mark.parametrize("x", [200, 46])
+def test_written_one_is_not_a_rule(x):
+    """A tall thin 1 from one notebook rule to the next (as a box wall would), alone or right beside
+    the margin, stays; the rules and the margin go."""
+    page, ys = ruled()
+    stroke(page.ink, x, int(ys[0]) + 1, x + 2, int(ys[1]) - 1, width=5)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    one = ink_without_rules(page)
+    after = ink_of(ruling.cleaned.astype(np.float32))
+    assert (after & one).sum() > 0.9 * one.sum()
+    assert iou(after, one) > 0.8
+
+
+def blank_form() -> Sheet:
+    page = sheet(400, 150)
+    for x0 in range(30, 330, 60):
+        print_rectangle(page.printed, (x0, 30, x0 + 60, 110), 2.5, BLACK)
+    return page
+
+
+def blank_grid() -> Sheet:
+    page = sheet(300, 200)
+    print_lines(page.printed, rules_at(200, np.arange(4, 200, 25, dtype=np.float32), 1.5)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(300, np.arange(9, 300, 25, dtype=np.float32), 1.5)[None, :], BLUE_RULE)
+    return page
+
+
+@pytest.mark.parametrize("draw", [lambda: ruled()[0], blank_form, blank_grid], ids=["ruled", "form", "grid"])
+def test_rules_without_digits_come_out_blank(draw):
+    """So the reader says "no digits found"."""
+    picture = flat_picture(draw()).round().astype(np.uint8)
+    ruling = remove_rules(picture)
+    assert ink_of(grey(picture)).sum() > 1000
+    assert ink_of(ruling.cleaned.astype(np.float32)).sum() == 0
+
+
+def test_large_page_takes_bounded_time():
+    """A page at the pipeline's largest (2048 px long side) is searched on a reduced copy."""
+    page, ys = ruled(2048, 1536, 90)
+    draw_digits(page.ink, 300, int(ys[3]) - 10, 80)
+    picture = flat_picture(page).round().astype(np.uint8)
+    remove_rules(picture)  # warm
+    started = time.perf_counter()
+    ruling = remove_rules(picture)
+    elapsed = time.perf_counter() - started
+    assert len(ruling.lines) == len(ys)
+    assert elapsed < 1.0  # about 0.15 s on one idle core; the bound leaves room for a busy machine
+
+
+def test_plain_picture_is_unchanged_and_the_same_on_ruled_paper_is_not():
+    plain = sheet(300, 150)
+    draw_digits(plain.ink, 60, 30, 90)
+    picture = flat_picture(plain).round().astype(np.uint8)
+    ruling = remove_rules(picture)
+    assert not ruling.found and not ruling.rule_mask.any()
+    assert np.abs(ruling.cleaned.astype(np.float32) - grey(picture).round()).max() <= 1
+    lined, _ = ruled(300, 150)
+    draw_digits(lined.ink, 60, 30, 90)
+    picture = flat_picture(lined).round().astype(np.uint8)
+    assert np.abs(remove_rules(picture).cleaned.astype(np.float32) - grey(picture).round()).max() > 50
+
+
+def test_page_of_numbers_is_cut_into_its_lines():
+    """Numbers written on consecutive rules, touching the rules they sit on: one band each."""
+    page, ys = ruled(400, 320, 70)
+    for line in range(3):
+        draw_digits(page.ink, 100 + 20 * line, int(ys[line]) + 8, 60)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    bands, slope = text_lines(ruling.cleaned, ruling.slope, ruling.lines)
+    assert len(bands) == 3
+    for band, rule in zip(bands, ys[1:]):
+        assert band[0] < rule - 30 and band[1] > rule - 5  # a number sits on the rule below it
+        assert (line_picture(ruling.cleaned, band, slope) < 128).any()
