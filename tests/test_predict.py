@@ -22,6 +22,7 @@ from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.models import classify
 from digitrec.inference import default_model
 from digitrec.predict import UNCERTAIN_BELOW, Item, Line, Reading, read_image
+from digitrec.rules import Ruling
 from digitrec.preprocess import DEFAULT_SETTINGS, Segment
 
 ITEM_KEYS = {"digit", "probability", "probabilities", "box"}
@@ -318,3 +319,30 @@ def test_several_lines_are_read_top_to_bottom_each_left_to_right(quick_model, su
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"{picture}: 3 lines  (confidence ")
     assert [line.split()[0] for line in printed[1:]] == expected
+
+
+WITHOUT = {  # each feature a paper kind needs, taken away
+    "rule removal": ("remove_rules", lambda work: Ruling(work, None, [], [], False)),
+    "lines": ("text_lines", lambda pieces, settings: [pieces]),
+}
+
+
+@pytest.mark.parametrize("kind, at_least, feature", [
+    ("ruled", 9, "rule removal"), ("boxes", 9, "rule removal"), ("squared", 6, "rule removal"), ("page", 7, "lines")])
+def test_paper_photos_are_read_with_the_feature_they_need(mnist, kind, at_least, feature, monkeypatch):
+    """Photos of MNIST test digits on notebook paper, form boxes, squared paper and pages of lines
+    (benchmarks/make_photos.py): most read fully right, and almost none without the feature."""
+    from digitrec import preprocess
+    from digitrec.inference import default_model
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photos
+
+    photos = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, 10, seed=3)
+
+    def right() -> int:
+        return sum(read_image(photo.data, default_model()).digits == photo.digits for photo in photos)
+
+    assert right() >= at_least
+    monkeypatch.setattr(preprocess, *WITHOUT[feature])
+    assert right() <= 2

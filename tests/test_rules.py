@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from make_photos import (INKS, PAPERS, Sheet, flat_picture, print_lines, print_rectangle,  # noqa: E402
                          rules_at)
 
-from digitrec.rules import line_picture, remove_rules, text_lines  # noqa: E402
+from digitrec.preprocess import preprocess_image  # noqa: E402
+from digitrec.rules import remove_rules  # noqa: E402
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -189,14 +191,14 @@ def test_plain_picture_is_unchanged_and_the_same_on_ruled_paper_is_not():
     assert np.abs(remove_rules(picture).cleaned.astype(np.float32) - grey(picture).round()).max() > 50
 
 
-def test_page_of_numbers_is_cut_into_its_lines():
-    """Numbers written on consecutive rules, touching the rules they sit on: one band each."""
+def test_a_ruled_page_of_numbers_is_read_as_its_lines():
+    """Numbers written on consecutive rules, touching the rules they sit on: a line of writing each,
+    its three digits on it, once the rules are gone (with them, each page's rules join everything)."""
     page, ys = ruled(400, 320, 70)
     for line in range(3):
         draw_digits(page.ink, 100 + 20 * line, int(ys[line]) + 8, 60)
-    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
-    bands, slope = text_lines(ruling.cleaned, ruling.slope, ruling.lines)
-    assert len(bands) == 3
-    for band, rule in zip(bands, ys[1:]):
-        assert band[0] < rule - 30 and band[1] > rule - 5  # a number sits on the rule below it
-        assert (line_picture(ruling.cleaned, band, slope) < 128).any()
+    segments = preprocess_image(Image.fromarray(flat_picture(page).round().astype(np.uint8)))
+    assert [sum(segment.line == line for segment in segments) for line in range(3)] == [3, 3, 3]
+    for segment in segments:
+        top, bottom = segment.box[1], segment.box[3]
+        assert ys[segment.line] < top and bottom <= ys[segment.line + 1] + 3  # on the rule under it

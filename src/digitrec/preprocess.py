@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
+from digitrec.rules import remove_rules
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
@@ -276,8 +277,10 @@ def preprocess_image(image: Image.Image, single: bool = False, settings: Reading
     # Work at the smallest size that keeps strokes STROKE_PIXELS wide: a 20 px digit needs no more,
     # and a big photo shrinks to a few milliseconds' work.
     reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(pen_width(gray, paper) // STROKE_PIXELS))
-    work = gray.reduce(reduce) if reduce > 1 else gray
-    ink, noise, sample = ink_map(np.asarray(work, dtype=np.float32) / 255, paper)
+    work = np.asarray(gray.reduce(reduce) if reduce > 1 else gray)
+    # Printed rules, grids and form boxes are paper, not ink: taken out before anything is segmented.
+    ruling = remove_rules(work)
+    ink, noise, sample = ink_map((ruling.cleaned if ruling.found else work).astype(np.float32) / 255, paper)
     found = find_pieces(ink, noise, sample, settings)
     if found is None:
         return []

@@ -5,8 +5,9 @@ before the digits are segmented.
     ruling.cleaned                             # grey (H, W) uint8: the picture without its rules
     ruling.boxes                               # form boxes (x0, y0, x1, y1) on their walls, in reading order
     ruling.found                               # False: no rules, and cleaned is the grey picture as it was
-    bands, slope = text_lines(ruling.cleaned, ruling.slope if ruling.lines else None, ruling.lines or None)
-    line_picture(ruling.cleaned, bands[0], slope)   # one line of writing of a page, to read on its own
+
+preprocess.preprocess_image calls it on its working copy of every picture, before any ink is
+segmented; lines of writing are then found among the digits (preprocess.text_lines).
 
 How: the ink mask is the pixels darker than the local paper in any colour channel (so a light-blue
 rule on white paper counts as much as black ink), by more than the paper's noise. Rules are long, thin
@@ -23,11 +24,12 @@ picture, never runs off two sides of it, and a notebook's rules run off the page
 walls. A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on
 both sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays,
 so the strokes a rule crosses stay whole. Detection runs on a copy reduced to DETECT_SIDE, so a large
-picture takes bounded time (one idle core: 1000x300 ~16 ms, 2000x1500 ~120 ms). numpy, scipy.ndimage
-and Pillow only.
+picture takes bounded time, and only where thin ink reaches across the picture (long_thin_ink): most
+pictures of digits have none, and skip the search. numpy, scipy.ndimage and Pillow only.
 
-The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits) and checked with
-benchmarks/rules_check.py; the notes beside them say what they were weighed against.
+The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits, seeds 0 and 1 of
+50 photos each) and are measured by benchmarks/read_photos.py; the notes beside them say what they
+were weighed against.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ THICKNESS_PERCENTILE = 25  # as the thickness of its stretches at this percentil
 MAX_LINES_PER_PIECE = 16  # a piece is a few rules joined by strokes; a bound on the search
 THIN_RATIO = 0.07  # a rule's thickness is under 7% of its length (a blurred box edge: 6%); a 7's bar 10-20%
 MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is a marker's stroke
+# px (detection scale): a printed rule, blurred, is at most this thick along most of it, while reading
+# shrinks a picture until its pen is about 8 px wide (preprocess.STROKE_PIXELS): thinner ink than this
+# reaching across the picture is what makes it worth searching for rules.
+THIN_PIXELS = 6
 HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
 VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
 # a single written 1 fills at most ~70% of its picture's height)
@@ -65,11 +71,6 @@ VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grid
 EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
 TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past the edge of the rules it joins
 EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
-LINE_INK_SHARE = 0.15  # a row inside a line of writing has at least this share of a typical row's ink
-LINE_GAP = 0.25  # lines of writing are apart by at least this share of a line's height (a page: ~0.6)
-SHORT_LINE = 0.3  # a band lower than this share of a line's height is a piece of the one above
-SPLIT_PITCHES = 1.5  # a band of writing on ruled paper higher than this many rule pitches holds two lines
-SPLIT_REACH = 0.35  # they are cut this many pitches from a rule, at most (digits sit on it or cross it)
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
 
@@ -97,7 +98,7 @@ class Ruling:
     boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 (on their walls) in reading order
     lines: list[int]  # y of each horizontal rule at the picture's middle, top to bottom
     found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
-    slope: float = 0.0  # dy/dx of the horizontal rules (median): how the page is turned, for text_lines
+    slope: float = 0.0  # dy/dx of the horizontal rules (median): how the page is turned
 
 
 def remove_rules(pixels: np.ndarray) -> Ruling:
@@ -110,7 +111,8 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     paper = small_paper(colour)
     ink = ink_mask(colour, paper)
     factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
-    horizontal, vertical, boxes = find_rules(reduce_any(ink, factor))
+    mask = reduce_any(ink, factor)
+    horizontal, vertical, boxes = find_rules(mask) if long_thin_ink(mask) else ([], [], [])
     if not (horizontal or vertical):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
@@ -125,6 +127,20 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     return Ruling(cleaned, removed, [tuple(int(round(v * factor)) for v in box) for box in boxes],
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True,
                   float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
+
+
+def long_thin_ink(mask: np.ndarray) -> bool:
+    """Whether the mask holds thin ink reaching across EDGE_SPAN of the picture, as every rule, grid and
+    form box does (thin: at most THIN_PIXELS thick, gone after an opening just wider). Thick strokes alone, as
+    most pictures of digits have, cannot hold a rule, and are not searched: that search costs several
+    times the rest of reading a picture."""
+    side = THIN_PIXELS + 1
+    thin = mask & (ndimage.maximum_filter(ndimage.minimum_filter(mask.astype(np.uint8), side), side) == 0)
+    pieces, count = ndimage.label(thin, structure=np.ones((3, 3), bool))
+    height, width = mask.shape
+    return any(region[1].stop - region[1].start >= EDGE_SPAN * width
+               or region[0].stop - region[0].start >= EDGE_SPAN * height
+               for region in ndimage.find_objects(pieces) if region is not None)
 
 
 def luminance(colour: np.ndarray) -> np.ndarray:
@@ -383,84 +399,3 @@ def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach
         above |= mask[np.maximum(rows - step, 0), columns] & (rows - step >= 0)
         below |= mask[np.minimum(rows + step, last), columns] & (rows + step <= last)
     return above & below
-
-
-def text_lines(cleaned: np.ndarray, slope: float | None = None, rules: list[int] | None = None
-               ) -> tuple[list[tuple[int, int]], float]:
-    """Bands (y0, y1 at the middle column), top to bottom, each holding one line of writing of a picture without
-    its rules (the reader takes pieces one over another for one digit, so a page is read a band at a
-    time). Rows are counted along `slope` (dy/dx: Ruling.slope where rules were found; by default the
-    slope up to FIT_DEGREES that lines the ink up best); a band ends where LINE_GAP of a line's height
-    holds no ink. On ruled paper (`rules`: Ruling.lines) numbers written one a rule touch one another;
-    a band more than SPLIT_PITCHES rules high is cut at its emptiest row near each rule inside it.
-    Returns the bands and the slope they lean by; line_picture cuts one out."""
-    grey = np.asarray(cleaned, np.uint8)[..., None]
-    if np.median(grey[::4, ::4]) < 128:
-        grey = 255 - grey
-    ink = ink_mask(grey, small_paper(grey))
-    ys, xs = np.nonzero(ink)
-    if ys.size == 0:
-        return [], 0.0
-    if slope is None:
-        slope = writing_slope(ys, xs - ink.shape[1] / 2)
-    leaning = np.round(ys - slope * (xs - ink.shape[1] / 2)).astype(np.int64)
-    lowest = int(leaning.min())
-    counts = np.bincount(leaning - lowest)
-    profile = counts > max(1.0, LINE_INK_SHARE * np.median(counts[counts > 0]))  # between lines: specks
-    runs, count = ndimage.label(profile)
-    bands = [(int(region[0].start), int(region[0].stop)) for region in ndimage.find_objects(runs)]
-    height = np.median([stop - start for start, stop in bands])
-    merged = [list(bands[0])]
-    for start, stop in bands[1:]:  # a gap thinner than LINE_GAP is inside a line (a 5's detached top)
-        if start - merged[-1][1] < LINE_GAP * height or stop - start < SHORT_LINE * height:
-            merged[-1][1] = stop
-        else:
-            merged.append([start, stop])
-    if rules is not None and len(rules) >= 2:
-        merged = split_at_rules(merged, counts, np.array(rules) - lowest)
-    return [(start + lowest, stop + lowest) for start, stop in merged], slope
-
-
-def line_picture(cleaned: np.ndarray, band: tuple[int, int], slope: float) -> np.ndarray:
-    """One line of writing: the rows of the band (y0, y1 at the middle column, leaning by `slope`),
-    everything outside it made paper, so neighbouring lines' strokes reaching in are not read."""
-    height, width = cleaned.shape
-    reach = abs(slope) * width / 2  # at the sides the band is this much higher or lower
-    top, bottom = max(0, int(band[0] - reach)), min(height, int(np.ceil(band[1] + reach)) + 1)
-    rows, columns = np.mgrid[top:bottom, 0:width]
-    leaning = rows - slope * (columns - width / 2)
-    inside = (leaning >= band[0]) & (leaning < band[1])
-    return np.where(inside, cleaned[top:bottom], np.median(cleaned[::4, ::4])).astype(np.uint8)
-
-
-def writing_slope(ys: np.ndarray, xs: np.ndarray) -> float:
-    """The slope along which lines of writing (ink at rows `ys`, columns `xs`) leave the emptiest
-    rows between them: the one whose row profile is sharpest (largest sum of squares)."""
-    step = max(1, ys.size // FIT_VOTERS)
-    ys, xs = ys[::step], xs[::step]
-    slopes = np.tan(np.radians(np.arange(-FIT_DEGREES, FIT_DEGREES + 0.01, FIT_STEP_DEGREES / 2)))
-    rows = np.round(ys[None, :] - slopes[:, None] * xs[None, :]).astype(np.int64)
-    rows -= rows.min()
-    width = int(rows.max()) + 1
-    profiles = np.bincount((rows + width * np.arange(len(slopes))[:, None]).ravel(),
-                           minlength=width * len(slopes)).reshape(len(slopes), width)
-    return float(slopes[np.argmax((profiles.astype(np.float64) ** 2).sum(axis=1))])
-
-
-def split_at_rules(bands: list[list[int]], counts: np.ndarray, rules: np.ndarray) -> list[list[int]]:
-    """Bands (rows of `counts`, the ink per row) taller than SPLIT_PITCHES rule pitches, cut at the
-    emptiest row within SPLIT_REACH pitches of each rule inside them: a number sits on its rule, and
-    the one above it sits on the rule above."""
-    pitch = float(np.median(np.diff(np.sort(rules))))
-    result = []
-    for start, stop in bands:
-        if stop - start <= SPLIT_PITCHES * pitch:
-            result.append([start, stop])
-            continue
-        cuts = []
-        for rule in rules[(rules > start + pitch / 2) & (rules < stop - pitch / 2)]:
-            low, high = int(rule - SPLIT_REACH * pitch), int(rule + SPLIT_REACH * pitch) + 1
-            cuts.append(low + int(np.argmin(counts[low:high])))
-        edges = [start, *sorted(cuts), stop]
-        result += [[a, b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
-    return result
