@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from make_photos import (INKS, PAPERS, Sheet, flat_picture, print_lines, print_rectangle,  # noqa: E402
                          rules_at)
 
+from digitrec.errors import UnsupportedInput  # noqa: E402
+from digitrec.inference import default_model  # noqa: E402
+from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
 from digitrec.rules import remove_rules  # noqa: E402
 
@@ -163,6 +166,8 @@ def test_rules_without_digits_come_out_blank(draw):
     ruling = remove_rules(picture)
     assert ink_of(grey(picture)).sum() > 1000
     assert ink_of(ruling.cleaned.astype(np.float32)).sum() == 0
+    with pytest.raises(UnsupportedInput, match="no digits found"):  # the reader's own answer, end to end
+        read_image(Image.fromarray(picture), default_model())
 
 
 def test_large_page_takes_bounded_time():

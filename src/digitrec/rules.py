@@ -171,7 +171,8 @@ def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
     median = np.median(darkness)
     # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
     # and ink and rules (a fine grid is a good share of the picture) make few of them.
-    spread = np.median(np.abs(np.diff(darkness, axis=1))) / NEIGHBOUR_DIFFERENCE
+    differences = np.abs(np.diff(darkness, axis=1))  # none in a picture a few pixels wide
+    spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
     keep = 1 - max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below this share of the paper
     ink = np.zeros((height, width), bool)
     for channel in range(channels):
