@@ -1,0 +1,116 @@
+"""Reading a whole line of digits with the shipped line reader (weights/line.onnx), without PyTorch.
+
+The network (lines.LineReader) reads a line image without cutting it into digits first: it answers,
+for every FRAME of STRIDE pixel columns, log-probabilities of the 11 classes "0".."9" and the CTC
+blank (index BLANK). Best-path decoding keeps each frame's likeliest class, collapses repeats and
+drops blanks; each digit it reads keeps the frames it came from, so a caller can draw its box.
+
+The graph's input `lines` is float32 (batch, 1, HEIGHT, width), ink 0..1 white on black, any width
+(a multiple of STRIDE reads best); its output `log_probabilities` float32 (batch, width / STRIDE, 11).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+
+HEIGHT = 32  # rows of the network's input
+STRIDE = 4  # input columns per output frame
+BLANK = 10  # the CTC blank's class index; classes 0-9 are the digits themselves
+INPUT_NAME, OUTPUT_NAME = "lines", "log_probabilities"
+# Where the ink sits in the 32 rows the reader was trained on (lines.compose_lines): MNIST digits are
+# 20 px tall in their 28 px box, scaled 0.8-1.2 and moved up or down 3 px, so a line's ink spans about
+# 16-30 rows. A crop is scaled so that its ink spans INK_ROWS, with MARGIN black columns either side.
+INK_ROWS = 22
+MARGIN = 8
+
+
+class Reading(NamedTuple):
+    digits: str
+    probabilities: list[float]  # per digit: its likeliest frame's probability
+    spans: list[tuple[int, int]]  # per digit: [first, last + 1) of its frames (columns, for LineReaderOnnx)
+
+
+def greedy_decode(log_probabilities) -> list[Reading]:
+    """Best-path CTC decoding of log-probabilities (N, T, classes), batch first, one Reading per line."""
+    scores = np.asarray(log_probabilities, dtype=np.float32)
+    best, probabilities = scores.argmax(2), np.exp(scores.max(2))
+    return [_decode_line(path, frame_probabilities) for path, frame_probabilities in zip(best, probabilities)]
+
+
+def _decode_line(path: np.ndarray, probabilities: np.ndarray) -> Reading:
+    # Runs of one class: a digit is a run that is not blank (two equal digits need a blank between).
+    starts = np.flatnonzero(np.r_[True, path[1:] != path[:-1]])
+    ends = np.r_[starts[1:], len(path)]
+    digits, scores, spans = [], [], []
+    for start, end in zip(starts, ends):
+        if path[start] != BLANK:
+            digits.append(str(int(path[start])))
+            scores.append(float(probabilities[start:end].max()))
+            spans.append((int(start), int(end)))
+    return Reading("".join(digits), scores, spans)
+
+
+def line_onnx_path() -> Path | None:
+    """The line reader shipped inside the package, if any."""
+    resource = resources.files("digitrec") / "weights" / "line.onnx"
+    return Path(str(resource)) if resource.is_file() else None
+
+
+class LineReaderOnnx:
+    """The exported line reader in an onnxruntime session."""
+
+    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        path = path or line_onnx_path()
+        if path is None or not Path(path).is_file():
+            raise DigitrecError(f"no line reader at {path or 'digitrec/weights/line.onnx'}; "
+                                "train one with 'make line-reader'")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, lines: np.ndarray) -> np.ndarray:
+        """The graph itself: float32 (N, 1, HEIGHT, W) in, log-probabilities (N, W / STRIDE, 11) out."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(lines, np.float32)})[0]
+
+    def read(self, crop: np.ndarray) -> Reading:
+        """The digits of one line crop (H, W), white ink on black (uint8 0-255 or float 0-1), with each
+        digit's probability and its columns [x0, x1) in the crop's pixels."""
+        line, left, scale = fit_line(crop)
+        reading = greedy_decode(self.run(line[None, None]))[0]
+        width = crop.shape[1]
+        spans = [(int(np.clip(np.floor((start * STRIDE - MARGIN) / scale + left), 0, width)),
+                  int(np.clip(np.ceil((end * STRIDE - MARGIN) / scale + left), 0, width)))
+                 for start, end in reading.spans]
+        return reading._replace(spans=spans)
+
+
+def fit_line(crop: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """A crop as the network's input: cut to its ink, scaled so the ink spans INK_ROWS of HEIGHT rows,
+    padded; with the crop column the ink starts at and the scale, to map columns back."""
+    from PIL import Image
+
+    ink = np.asarray(crop, np.float32)
+    if ink.ndim != 2 or ink.size == 0:
+        raise DigitrecError(f"a line crop is a 2-D array (rows, columns), not shape {ink.shape}")
+    ink = ink / 255 if ink.max() > 1 else ink
+    rows, columns = np.flatnonzero(ink.max(1) > 0.2), np.flatnonzero(ink.max(0) > 0.2)
+    if not len(rows):
+        return np.zeros((HEIGHT, 2 * MARGIN), np.float32), 0, 1.0
+    ink = ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+    scale = INK_ROWS / ink.shape[0]
+    size = (max(1, round(ink.shape[1] * scale)), INK_ROWS)
+    resized = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.BILINEAR)).clip(0, 1)
+    width = -(-(size[0] + 2 * MARGIN) // STRIDE) * STRIDE  # whole frames
+    line = np.zeros((HEIGHT, width), np.float32)
+    top = (HEIGHT - INK_ROWS) // 2
+    line[top:top + INK_ROWS, MARGIN:MARGIN + size[0]] = resized
+    return line, int(columns[0]), size[0] / ink.shape[1]
