@@ -37,6 +37,8 @@ def test_greedy_decode_collapses_repeats_and_drops_blanks():
     assert reading.digits == "335"
     assert reading.spans == [(1, 3), (4, 5), (5, 7)]
     assert reading.probabilities == pytest.approx([0.8, 0.7, 0.95])
+    assert [int(np.argmax(ten)) for ten in reading.distributions] == [3, 3, 5]
+    assert np.sum(reading.distributions, axis=1) == pytest.approx([1, 1, 1])
     blank, = greedy_decode(np.log(np.full((1, 4, BLANK + 1), 0.01) + np.eye(BLANK + 1)[BLANK]))
     assert blank.digits == "" and blank.spans == []
 

@@ -35,26 +35,33 @@ class Reading(NamedTuple):
     digits: str
     probabilities: list[float]  # per digit: its likeliest frame's probability
     spans: list[tuple[int, int]]  # per digit: [first, last + 1) of its frames (columns, for LineReaderOnnx)
+    # Per digit: the ten digits' probabilities at its likeliest frame, without the blank's share (they sum
+    # to 1), as a 28x28 classifier gives them, for a caller that shows the runners-up.
+    distributions: list[list[float]]
 
 
 def greedy_decode(log_probabilities) -> list[Reading]:
     """Best-path CTC decoding of log-probabilities (N, T, classes), batch first, one Reading per line."""
-    scores = np.asarray(log_probabilities, dtype=np.float32)
-    best, probabilities = scores.argmax(2), np.exp(scores.max(2))
-    return [_decode_line(path, frame_probabilities) for path, frame_probabilities in zip(best, probabilities)]
+    probabilities = np.exp(np.asarray(log_probabilities, dtype=np.float32))
+    return [_decode_line(line) for line in probabilities]
 
 
-def _decode_line(path: np.ndarray, probabilities: np.ndarray) -> Reading:
+def _decode_line(probabilities: np.ndarray) -> Reading:
+    """One line's frames (T, classes) of probabilities."""
+    path, best = probabilities.argmax(1), probabilities.max(1)
     # Runs of one class: a digit is a run that is not blank (two equal digits need a blank between).
     starts = np.flatnonzero(np.r_[True, path[1:] != path[:-1]])
     ends = np.r_[starts[1:], len(path)]
-    digits, scores, spans = [], [], []
+    digits, scores, spans, distributions = [], [], [], []
     for start, end in zip(starts, ends):
         if path[start] != BLANK:
+            frame = start + int(best[start:end].argmax())
             digits.append(str(int(path[start])))
-            scores.append(float(probabilities[start:end].max()))
+            scores.append(float(best[frame]))
             spans.append((int(start), int(end)))
-    return Reading("".join(digits), scores, spans)
+            ten = probabilities[frame, :BLANK]
+            distributions.append((ten / ten.sum()).tolist())
+    return Reading("".join(digits), scores, spans, distributions)
 
 
 def line_onnx_path() -> Path | None:
