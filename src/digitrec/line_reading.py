@@ -24,11 +24,14 @@ STRIDE = 4  # input columns per output frame
 BLANK = 10  # the CTC blank's class index; classes 0-9 are the digits themselves
 INPUT_NAME, OUTPUT_NAME = "lines", "log_probabilities"
 # Where the ink sits in the 32 rows the reader was trained on (lines.compose_lines): a composed line's
-# ink (pixels over 0.2) spans 27 rows at the median, 20-32 for 90% of lines (23 for one digit, 29 for
-# eight; measured on 1,000 lines). A crop is cut to its ink and scaled so that the ink spans INK_ROWS,
-# with MARGIN black columns either side.
-INK_ROWS = 26
+# ink (pixels over 0.2) spans 27 rows at the median, 20-32 for 90% of lines (measured on 1,000 lines).
+# A crop is cut to its ink and scaled so that the ink spans INK_ROWS, with MARGIN black columns either
+# side. 24 read the most photos of numbers right (benchmarks/read_lines.py with the first weights, 200
+# photos each: 2-8 digits 94.5% at 22 rows, 96.5% at 24; touching 93, 93, 90.5, 89.5, 85% at 22-32).
+INK_ROWS = 24
 MARGIN = 8
+INK = 0.2  # of the crop's brightest pixel: what counts as ink for the crop's box and its gaps
+MAX_GAP = 8  # the widest ink-to-ink gap in training (lines.GAP), in network columns
 
 
 class Reading(NamedTuple):
@@ -92,18 +95,20 @@ class LineReaderOnnx:
     def read(self, crop: np.ndarray) -> Reading:
         """The digits of one line crop (H, W), white ink on black (any scale: uint8, floats), with each
         digit's probability and its columns [x0, x1) in the crop's pixels."""
-        line, left, scale = fit_line(crop)
+        line, kept, scale = fit_line(crop)
         reading = greedy_decode(self.run(line[None, None]))[0]
-        width = crop.shape[1]
-        spans = [(int(np.clip(np.floor((start * STRIDE - MARGIN) / scale + left), 0, width)),
-                  int(np.clip(np.ceil((end * STRIDE - MARGIN) / scale + left), 0, width)))
-                 for start, end in reading.spans]
+
+        def crop_column(column: int) -> int:  # a column of `line` -> the crop's column it shows
+            return int(kept[int(np.clip((column + 0.5 - MARGIN) / scale, 0, len(kept) - 1))])
+
+        spans = [(crop_column(start * STRIDE), crop_column(end * STRIDE - 1) + 1) for start, end in reading.spans]
         return reading._replace(spans=spans)
 
 
-def fit_line(crop: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """A crop as the network's input: cut to its ink, scaled so the ink spans INK_ROWS of HEIGHT rows,
-    padded; with the crop column the ink starts at and the scale, to map columns back."""
+def fit_line(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """A crop as the network's input (HEIGHT, W): cut to its ink, every run of blank columns wider than
+    MAX_GAP network columns shortened to that, scaled so the ink spans INK_ROWS rows, MARGIN black
+    columns either side. Also which crop columns were kept, and the scale, to map columns back."""
     from PIL import Image
 
     ink = np.asarray(crop, np.float32)
@@ -111,15 +116,21 @@ def fit_line(crop: np.ndarray) -> tuple[np.ndarray, int, float]:
         raise DigitrecError(f"a line crop is a 2-D array (rows, columns), not shape {ink.shape}")
     # The brightest ink as 1, as the training lines have it (their ink is 0.7-1), whatever the scan's contrast.
     ink = ink / max(float(ink.max()), 1e-6)
-    rows, columns = np.flatnonzero(ink.max(1) > 0.2), np.flatnonzero(ink.max(0) > 0.2)
+    rows, inked = np.flatnonzero(ink.max(1) > INK), ink.max(0) > INK
     if not len(rows):
-        return np.zeros((HEIGHT, 2 * MARGIN), np.float32), 0, 1.0
-    ink = ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
-    scale = INK_ROWS / ink.shape[0]
+        return np.zeros((HEIGHT, 2 * MARGIN), np.float32), np.zeros(1, int), 1.0
+    scale = INK_ROWS / len(range(rows[0], rows[-1] + 1))
+    # Gaps wider than training's look like the end of the line to the network (a digit 200 px on was
+    # dropped): blank columns past the first MAX_GAP / scale of a run are left out.
+    index = np.arange(len(inked))
+    after_ink = index - np.maximum.accumulate(np.where(inked, index, -len(inked)))
+    kept = np.flatnonzero(inked | (after_ink <= MAX_GAP / scale))
+    kept = kept[(kept >= index[inked][0]) & (kept <= index[inked][-1])]
+    ink = ink[rows[0]:rows[-1] + 1][:, kept]
     size = (max(1, round(ink.shape[1] * scale)), INK_ROWS)
     resized = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.BILINEAR)).clip(0, 1)
     width = -(-(size[0] + 2 * MARGIN) // STRIDE) * STRIDE  # whole frames
     line = np.zeros((HEIGHT, width), np.float32)
     top = (HEIGHT - INK_ROWS) // 2
     line[top:top + INK_ROWS, MARGIN:MARGIN + size[0]] = resized
-    return line, int(columns[0]), size[0] / ink.shape[1]
+    return line, kept, size[0] / ink.shape[1]
