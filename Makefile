@@ -7,7 +7,7 @@ RUN := runs/lab
 # the tests that need it skip without it, and `make run` would look in the cache and then download.
 export DIGITREC_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 
-.PHONY: run test install system-packages pretrained best-seeds fashion benchmarks clean
+.PHONY: run test install system-packages pretrained best-seeds fashion line-reader benchmarks clean
 
 $(BIN)/digitrec: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ pretrained: install
 best-seeds: install
 	$(BIN)/digitrec train --model best --seed 2 --out runs/best-seed2 --force
 	$(BIN)/digitrec train --model best --seed 3 --out runs/best-seed3 --force
+
+# The line reader that ships in the package (docs/line-reader-card.md): a CNN + BiGRU with a CTC head,
+# trained on lines composed from MNIST training digits, its weights as safetensors and a checked ONNX
+# export. About 25 minutes on one core of this CPU (it trains with one thread, by the clock).
+line-reader: install
+	$(BIN)/python -m digitrec.line_training --out $(WEIGHTS) --minutes 25
 
 # The `best` preset on Fashion-MNIST (docs/benchmarks.md), about 12 minutes.
 fashion: install
