@@ -4,6 +4,7 @@ more for a wide digit read unsurely, to try it as two digits that touch)."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from PIL import Image
 
 from digitrec.classifier import Classifier
 from digitrec.errors import DigitrecError, UnsupportedInput
-from digitrec.preprocess import DEFAULT_SETTINGS, ReadingSettings, Segment, decode_image, preprocess_image, preprocess_object
+from digitrec.line_reading import LineReaderOnnx, line_onnx_path
+from digitrec.preprocess import (DEFAULT_SETTINGS, ReadingSettings, Segment, TextLine, decode_image, mnist_style,
+                                 preprocess_object, preprocess_page)
 
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
@@ -157,7 +160,7 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     """
     image = source if isinstance(source, Image.Image) else decode_image(source, name)
     names = None if tuple(classifier.classes) == DIGITS else classifier.classes
-    segments = preprocess_image(image, single, settings) if names is None else preprocess_object(image)
+    segments, text = preprocess_page(image, single, settings) if names is None else (preprocess_object(image), [])
     if not segments:
         name = name or (str(source) if isinstance(source, (str, Path)) else "the picture")
         if names:
@@ -165,14 +168,52 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
                                    "give a picture of one thing on a plain background")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
+    wide = {segment.line for segment in segments if segment.cuts} if settings.whole_lines and _line_reader() else set()
     segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
-    lines: dict[int, list[Item]] = {}
+    lines: dict[int, list[tuple[Segment, Item]]] = {}
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())
-        lines.setdefault(segment.line, []).append(Item(
+        lines.setdefault(segment.line, []).append((segment, Item(
             digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()], segment.box,
-            names[digit] if names else None))
-    return Reading([Line.of(items) for _, items in sorted(lines.items())], segments)
+            names[digit] if names else None)))
+    for number in wide:
+        lines[number] = _with_touching_apart(lines[number], _read_whole_line(text[number], number, settings))
+    read = [lines[number] for number in sorted(lines)]
+    return Reading([Line.of([item for _, item in line]) for line in read], [segment for line in read for segment, _ in line])
+
+
+def _with_touching_apart(cut: list[tuple[Segment, Item]], whole: list[tuple[Segment, Item]]
+                         ) -> list[tuple[Segment, Item]]:
+    """A line that holds a piece too wide for one digit, as the line reader read it whole when it found
+    more digits there than the digit model did (two that touch, which no cut took apart), else as the
+    digit model read it, which reads a digit on its own more surely. On 100 photos each of seeds 0
+    and 1 (make_photos), numbers with two touching digits went from 59% and 63% read fully right to
+    87% and 93%, the other kinds moving by at most a photo; taking every such line from the line
+    reader read 1-7 points fewer of the other kinds right."""
+    return whole if len(whole) > len(cut) else cut
+
+
+@functools.lru_cache(maxsize=1)
+def _line_reader() -> LineReaderOnnx | None:
+    """The line reader shipped in the package, opened once; None where it does not ship."""
+    return LineReaderOnnx(threads=1) if line_onnx_path() else None
+
+
+def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings) -> list[tuple[Segment, Item]]:
+    """A line read whole by the line reader, each digit with its box and, as the 28x28 image it shows,
+    its columns of the line in MNIST's style; [] when it reads nothing there."""
+    reading = _line_reader().read(line.ink)
+    read = []
+    for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions, reading.spans):
+        columns = line.ink[:, x0:x1]
+        rows = np.flatnonzero(columns.max(axis=1) > 0.2) if columns.size else np.zeros(0, int)
+        top, bottom = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, line.ink.shape[0])
+        box = (line.box[0] + x0 * line.scale, line.box[1] + top * line.scale,
+               min(line.box[0] + x1 * line.scale, line.box[2]), min(line.box[1] + bottom * line.scale, line.box[3]))
+        probabilities = [round(value, 6) for value in distribution]
+        segment = Segment(mnist_style(columns[top:bottom], settings), box, None, number)
+        read.append((segment, Item(int(digit), probabilities[int(digit)], probabilities, box)))
+    return read
 
 
 def _read_segments(segments: list[Segment], classifier: Classifier,

@@ -61,6 +61,10 @@ class ReadingSettings:
     cuts: int = 4  # and in how many places at most
     split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read to be taken
     line_overlap: float = 0.5  # a digit shares this much of its height with a line of writing to be on it
+    # A line holding a piece too wide for one digit (two that touch) is read whole by the line reader
+    # (weights/line.onnx), which needs no cut: on photos of numbers with two touching digits it read
+    # far more right than cutting (docs/line-reader-card.md); False keeps to cutting.
+    whole_lines: bool = True
 
 
 DEFAULT_SETTINGS = ReadingSettings()
@@ -264,15 +268,29 @@ def as_mnist(gray: Image.Image) -> Segment | None:
     return Segment(np.array(pixels), box)
 
 
+@dataclass
+class TextLine:
+    """One line of writing whole, as a line reader reads it."""
+
+    ink: np.ndarray  # (h, w) float32 0..1, white on black: the line's ink at the working scale
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels (x1, y1 exclusive)
+    scale: int  # the picture's pixels per pixel of `ink`
+
+
 def preprocess_image(image: Image.Image, single: bool = False, settings: ReadingSettings = DEFAULT_SETTINGS
                      ) -> list[Segment]:
-    """The digits in a picture, left to right, as MNIST-style 28x28 images; [] when there is no ink.
+    """The digits in a picture, its lines top to bottom and each left to right, as MNIST-style 28x28
+    images; [] when there is no ink. `single` treats all the ink as one digit."""
+    return preprocess_page(image, single, settings)[0]
 
-    `single` treats all the ink as one digit.
-    """
+
+def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingSettings = DEFAULT_SETTINGS
+                    ) -> tuple[list[Segment], list[TextLine]]:
+    """preprocess_image's digits, and the lines of writing they are on, whole (TextLine k holds the
+    segments whose `line` is k; none for a picture already in MNIST's form)."""
     gray = image if image.mode == "L" else _to_grayscale(image)
     if (digit := as_mnist(gray)) is not None:
-        return [digit]
+        return [digit], []
     paper = survey(gray)
     # Work at the smallest size that keeps strokes STROKE_PIXELS wide: a 20 px digit needs no more,
     # and a big photo shrinks to a few milliseconds' work.
@@ -283,7 +301,7 @@ def preprocess_image(image: Image.Image, single: bool = False, settings: Reading
     ink, noise, sample = ink_map((ruling.cleaned if ruling.found else work).astype(np.float32) / 255, paper)
     found = find_pieces(ink, noise, sample, settings)
     if found is None:
-        return []
+        return [], []
     labels, pieces, low, level = found
     # Lines first, then digits within each: a digit merged with the one under it would read as neither.
     lines = [[Piece.union(pieces)]] if single else [merge_pieces(line, labels, settings)
@@ -291,26 +309,28 @@ def preprocess_image(image: Image.Image, single: bool = False, settings: Reading
     kept = {id(group) for group in drop_specks([group for line in lines for group in line], settings)}
     lines = [line for line in ([group for group in line if id(group) in kept] for line in lines) if line]
 
-    def segment(crop: np.ndarray, x0: int, y0: int, line: int, cut: bool) -> Segment:
-        x1, y1 = x0 + crop.shape[1], y0 + crop.shape[0]
-        box = (x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height))
+    def picture_box(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+        return x0 * reduce, y0 * reduce, min(x1 * reduce, gray.width), min(y1 * reduce, gray.height)
 
+    def ink_of(group: Piece) -> np.ndarray:
+        x0, y0, x1, y1 = group.box
+        values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
+        return np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
+
+    def segment(crop: np.ndarray, x0: int, y0: int, line: int, cut: bool) -> Segment:
         def cuts() -> list[tuple[Segment, Segment]]:
             return [(segment(left_part, x0 + left_at[1], y0 + left_at[0], line, False),
                      segment(right_part, x0 + right_at[1], y0 + right_at[0], line, False))
                     for (left_part, left_at), (right_part, right_at) in cuts_in_two(crop, settings)]
 
         wide = cut and crop.shape[1] > settings.wide_aspect * crop.shape[0]
+        box = picture_box(x0, y0, x0 + crop.shape[1], y0 + crop.shape[0])
         return Segment(mnist_style(crop, settings), box, cuts if wide else None, line)
 
-    segments = []
-    for number, line in enumerate(lines):
-        for group in sorted(line, key=lambda group: group.box[0]):
-            x0, y0, x1, y1 = group.box
-            values = np.clip((ink[y0:y1, x0:x1] - low) / max(level - low, 1e-6), 0, 1)
-            crop = np.where(np.isin(labels[y0:y1, x0:x1], group.labels), values, 0).astype(np.float32)
-            segments.append(segment(crop, x0, y0, number, cut=not single))
-    return segments
+    segments = [segment(ink_of(group), group.box[0], group.box[1], number, cut=not single)
+                for number, line in enumerate(lines) for group in sorted(line, key=lambda group: group.box[0])]
+    whole = [Piece.union(line) for line in lines]
+    return segments, [TextLine(ink_of(line), picture_box(*line.box), reduce) for line in whole]
 
 
 def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[list[Piece]]:
