@@ -84,6 +84,12 @@ def without_cuts(photos: list[Photo], loaded: Classifier) -> float:
     return share_right([ours(photo.data, loaded, never_cut) for photo in photos], photos)
 
 
+def without_line_reader(photos: list[Photo], loaded: Classifier) -> float:
+    """The share read right when no line is read whole by the line reader (cutting alone)."""
+    cutting_only = replace(DEFAULT_SETTINGS, whole_lines=False)
+    return share_right([ours(photo.data, loaded, cutting_only) for photo in photos], photos)
+
+
 def share_right(answers: list[str], photos: list[Photo]) -> float:
     return float(np.mean([answer == photo.digits for answer, photo in zip(answers, photos)]))
 
@@ -227,7 +233,9 @@ def main() -> None:
                  f"Of the {len(wrong)} numbers digitrec reads wrong, {model_errors} hold a digit the model misreads "
                  "even as MNIST has it; the rest are the photo's doing. Without trying wide digits as two that touch "
                  f"(`split_margin` off), digitrec reads {percent(without_cuts(numbers, loaded))} of the "
-                 f"numbers and {percent(without_cuts(touching, loaded))} of the ones with touching digits.")
+                 f"numbers and {percent(without_cuts(touching, loaded))} of the ones with touching digits; without "
+                 f"the line reader (cutting alone), {percent(without_line_reader(numbers, loaded))} and "
+                 f"{percent(without_line_reader(touching, loaded))}.")
         write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)
 
 
