@@ -330,9 +330,11 @@ WITHOUT = {  # each feature a paper kind needs, taken away
 }
 
 
-@pytest.mark.parametrize("kind, at_least, feature", [
-    ("ruled", 9, "rule removal"), ("boxes", 9, "rule removal"), ("squared", 6, "rule removal"), ("page", 7, "lines")])
-def test_paper_photos_are_read_with_the_feature_they_need(mnist, kind, at_least, feature, monkeypatch):
+@pytest.mark.parametrize("kind, at_least, at_most_without, feature", [
+    ("ruled", 9, 2, "rule removal"), ("boxes", 9, 2, "rule removal"), ("squared", 6, 4, "rule removal"),
+    ("page", 7, 2, "lines")])
+def test_paper_photos_are_read_with_the_feature_they_need(mnist, kind, at_least, at_most_without, feature,
+                                                         monkeypatch):
     """Photos of MNIST test digits on notebook paper, form boxes, squared paper and pages of lines
     (benchmarks/make_photos.py): most read fully right, and almost none without the feature."""
     from digitrec import preprocess
@@ -348,7 +350,7 @@ def test_paper_photos_are_read_with_the_feature_they_need(mnist, kind, at_least,
 
     assert right() >= at_least
     monkeypatch.setattr(preprocess, *WITHOUT[feature])
-    assert right() <= 3
+    assert right() <= at_most_without  # squared paper: the line reader reads a few through the grid
 
 
 def test_touching_digits_are_read_apart_by_the_line_reader(mnist):
