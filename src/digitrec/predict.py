@@ -188,8 +188,8 @@ def _with_touching_apart(cut: list[tuple[Segment, Item]], whole: list[tuple[Segm
     more digits there than the digit model did (two that touch, which no cut took apart), else as the
     digit model read it, which reads a digit on its own more surely. On 100 photos each of seeds 0
     and 1 (make_photos), numbers with two touching digits went from 59% and 63% read fully right to
-    86% and 90% (seed 0: 86.0% of 200 in read_photos) with a floor of 0.8 on each digit, the other kinds moving by at most a photo; taking every such line from the line
-    reader read 1-7 points fewer of the other kinds right."""
+    86% and 90% (with ReadingSettings.line_sure), the other kinds moving by at most a photo; taking
+    every such line from the line reader read 1-7 points fewer of the other kinds right."""
     return whole if len(whole) > len(cut) else cut
 
 
