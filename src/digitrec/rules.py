@@ -98,7 +98,6 @@ class Ruling:
     boxes: list[tuple[int, int, int, int]]  # form boxes x0, y0, x1, y1 (on their walls) in reading order
     lines: list[int]  # y of each horizontal rule at the picture's middle, top to bottom
     found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
-    slope: float = 0.0  # dy/dx of the horizontal rules (median): how the page is turned
 
 
 def remove_rules(pixels: np.ndarray) -> Ruling:
@@ -125,8 +124,7 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     cleaned = (255 - grey if inverted else grey).clip(0, 255).round().astype(np.uint8)
     middle = ink.shape[1] / 2 / factor
     return Ruling(cleaned, removed, [tuple(int(round(v * factor)) for v in box) for box in boxes],
-                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True,
-                  float(np.median([line.slope for line in horizontal])) if horizontal else 0.0)
+                  sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True)
 
 
 def long_thin_ink(mask: np.ndarray) -> bool:

@@ -459,7 +459,7 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 8000, w
 
     `workers` None is one process per core: a reading holds Python's lock for most of its few
     milliseconds, so threads of one process cannot use a second core (on 2 cores, 451 requests/s with
-    two workers against 190 with one, docs/serve.md)."""
+    two workers against 190 with one, as issue 13 measured with wrk; docs/serve.md)."""
     import uvicorn
 
     if not 1 <= port <= 65535:
