@@ -254,28 +254,36 @@ def lined_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
                 ruled: bool = True) -> Sheet:
     """`lines` numbers one under another on notebook paper (light rules every 1.1-1.6 digit heights, a
     red margin), each sitting on a rule, sometimes low enough for the rule above to cross it; or on
-    plain paper when not `ruled`."""
+    plain paper when not `ruled`. A number that would come within a tenth of a digit of the one above
+    is pushed down (people do not write one number into another), and every number lies whole inside
+    the sheet."""
     height_px = rng.uniform(28, 64)
     pitch = height_px * (rng.uniform(1.1, 1.6) if ruled else rng.uniform(1.6, 2.2))
     numbers = [number_indices(images, rng, 2, 6) for _ in range(lines)]
     written = [number_ink(images, indices, height_px, rng) for indices in numbers]
     margin_x = int(rng.uniform(0.5, 1.5) * height_px)
     text_left = margin_x + int(rng.uniform(0.3, 1.0) * height_px)
-    width = text_left + max(ink.shape[1] for ink, _ in written) + int(rng.uniform(0.5, 2.0) * height_px)
+    indents = [int(rng.integers(0, height_px)) for _ in written]
+    width = text_left + max(indent + ink.shape[1] for indent, (ink, _) in zip(indents, written)) + int(
+        rng.uniform(0.5, 2.0) * height_px)
     first = int(rng.integers(1, 3))  # rules above the first number
-    height = int((first + lines + rng.uniform(0.6, 1.5)) * pitch)
+    offset = rng.uniform(0.2, 0.8) * pitch
+    lowness = [rng.uniform(0.3, 0.5) if rng.random() < 0.25 else rng.uniform(-0.1, 0.12) for _ in written]
+    tops, clear = [], 0.0
+    for line, (ink, bottom) in enumerate(written):
+        top = max(offset + pitch * (first + line) + height_px * lowness[line] - bottom, clear)
+        tops.append(int(top))
+        clear = top + ink.shape[0] + 0.1 * height_px
+    height = int(max(clear, offset + pitch * (first + lines)) + rng.uniform(0.6, 1.5) * pitch)
     labels_text = "\n".join("".join(str(int(labels[i])) for i in indices) for indices in numbers)
     sheet = blank_sheet(width, height, height_px, rng, labels_text, [i for indices in numbers for i in indices])
-    offset = rng.uniform(0.2, 0.8) * pitch
     rule_ys = offset + pitch * np.arange(int((height - offset) / pitch) + 1, dtype=np.float32)
     if ruled:
         print_lines(sheet.printed, rules_at(height, rule_ys, rng.uniform(1, 2.5))[:, None], pick(NOTEBOOK_RULES, rng))
         print_lines(sheet.printed, rules_at(width, np.array([margin_x], np.float32), rng.uniform(1.5, 3))[None, :],
                     pick(MARGINS, rng))
-    for line, (ink, bottom) in enumerate(written):
-        low = rng.random() < 0.25  # low enough for the rule above to cross the digits
-        sits = rule_ys[first + line] + height_px * (rng.uniform(0.3, 0.5) if low else rng.uniform(-0.1, 0.12))
-        write(sheet.ink, ink, text_left + int(rng.integers(0, height_px)), int(sits - bottom))
+    for (ink, _), indent, top in zip(written, indents, tops):
+        write(sheet.ink, ink, text_left + indent, top)
     return sheet
 
 
@@ -348,10 +356,10 @@ def flat_picture(sheet: Sheet) -> np.ndarray:
     return sheet.paper * sheet.printed * ink_filter
 
 
-def turn_and_tilt(image: Image.Image, rng: np.random.Generator, fill: tuple[int, ...]) -> Image.Image:
-    """The picture turned by up to 5 degrees and in a mild perspective (each corner moved up to 2% of
-    the side), as a phone held over a page sees it; what comes in from outside is paper."""
-    width, height = image.size
+def turn_and_tilt(size: tuple[int, int], rng: np.random.Generator) -> tuple[float, ...]:
+    """PIL's perspective coefficients for a picture turned by up to 5 degrees and in a mild perspective
+    (each corner moved up to 2% of the side), as a phone held over a page sees it."""
+    width, height = size
     angle = np.radians(rng.uniform(-5, 5))
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
     turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -361,15 +369,22 @@ def turn_and_tilt(image: Image.Image, rng: np.random.Generator, fill: tuple[int,
     equations = []
     for (x, y), (u, v) in zip(corners, source):
         equations += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-    coefficients = np.linalg.solve(np.array(equations), source.ravel())
-    return image.transform(image.size, Image.Transform.PERSPECTIVE, tuple(coefficients),
-                           Image.Resampling.BICUBIC, fillcolor=fill)
+    return tuple(np.linalg.solve(np.array(equations), source.ravel()))
 
 
 def photograph_sheet(sheet: Sheet, kind: str, rng: np.random.Generator) -> Photo:
-    """The sheet photographed with a phone: turned, in perspective, uneven light, blur, noise, JPEG."""
+    """The sheet photographed with a phone: turned, in perspective, uneven light, blur, noise, JPEG.
+    A turn that would take some of the writing out of the picture is drawn again: the truth must be
+    there to be read. What comes in from outside the sheet is paper."""
     flat = Image.fromarray(flat_picture(sheet).clip(0, 255).round().astype(np.uint8))
-    turned = np.asarray(turn_and_tilt(flat, rng, tuple(int(c) for c in sheet.paper)), np.float32)
+    ink = Image.fromarray(sheet.ink)
+    for _ in range(50):
+        coefficients = turn_and_tilt(flat.size, rng)
+        shown = np.asarray(ink.transform(ink.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BILINEAR))
+        if shown.sum() >= 0.995 * sheet.ink.sum():
+            break
+    turned = np.asarray(flat.transform(flat.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC,
+                                       fillcolor=tuple(int(c) for c in sheet.paper)), np.float32)
     lit = turned * uneven_light(*turned.shape[:2], rng)[..., None]
     picture = camera_blur_and_noise(lit, sheet.unit, rng)
     image = Image.fromarray(picture.clip(0, 255).round().astype(np.uint8))

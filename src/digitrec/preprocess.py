@@ -60,15 +60,20 @@ class ReadingSettings:
     cut_range: tuple[float, float] = (0.3, 0.7)  # where, across its width, such a pair is cut,
     cuts: int = 4  # and in how many places at most
     split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read to be taken
-    line_overlap: float = 0.5  # a digit shares this much of its height with a line of writing to be on it
+    line_overlap: float = 0.5  # a digit shares this much of the lower one's height with the digit before it on its line
     # A line holding a piece too wide for one digit (two that touch) is read whole by the line reader
     # (weights/line.onnx), which needs no cut: on photos of numbers with two touching digits it read
     # far more right than cutting (docs/line-reader-card.md); False keeps to cutting.
     whole_lines: bool = True
+    # So is a line with a digit read less surely than this: two touching digits with a 1 among them
+    # ("11", "41") are no wider than one digit. Label smoothing caps sure digits near 0.9; a tenth of
+    # single-digit photos fall under 0.86, a twentieth under 0.82 (make_photos, seeds 0 and 1).
+    line_unsure: float = 0.8
     # and its reading is taken only where it reads each digit with at least this probability: MNIST's
-    # flat, open 0 (test digit 1748) was read "87" at 0.68 and 0.54; on touching photos of seeds 0 and 1
-    # a floor of 0.7 or 0.85 read 85% and 90-91% right (86% and 93% with none).
-    line_sure: float = 0.8
+    # flat, open 0 (test digit 1748) was read "87" at 0.68 and 0.54. On 200 touching photos (seeds 0
+    # and 1) floors of 0.6, 0.7 and 0.8 read 93.5%, 93.0% and 92.5% right; numbers and single digits
+    # the same.
+    line_sure: float = 0.7
 
 
 DEFAULT_SETTINGS = ReadingSettings()
@@ -338,31 +343,45 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
 
 
 def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[list[Piece]]:
-    """Pieces grouped into lines of writing, top to bottom. Digits of one line share most of their rows
-    (uneven baselines and a slight tilt included: each digit joins the line whose rows it shares), and
-    lines are made of pieces of nearly a digit's height alone (a digit broken in two stays on one
-    line); a smaller piece (a detached bar, a dot) then joins the line whose rows are nearest its own."""
+    """Pieces grouped into lines of writing, top to bottom.
+
+    Digit-sized pieces are swept left to right, each joining the line whose last piece shares the most
+    of its rows (at least `line_overlap` of the lower one's height), else starting a line: a line
+    follows its own tilt and baselines digit by digit, so lines of a turned page, or close under each
+    other, stay apart (one span per line grew with a turned page's tilt until it took in the next
+    line). Digit-sized is `fragment_height` of a digit's height, the median of the pieces at least
+    half as tall as the tallest, not of the tallest: two digits of neighbouring lines that touch are
+    one piece twice as tall. A smaller piece (a detached bar, a dot) joins the line of the digit-sized
+    piece nearest it."""
     tallest = max(piece.height for piece in pieces)
-    digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * tallest),
-                         key=lambda piece: piece.box[1])
+    typical = float(np.median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
+    digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * typical),
+                         key=lambda piece: piece.box[0] + piece.box[2])
     lines: list[list[Piece]] = []
-    spans: list[list[int]] = []  # each line's top and bottom row
     for piece in digit_sized:
-        _, top, _, bottom = piece.box
-        shared = [min(bottom, span[1]) - max(top, span[0]) for span in spans]
+        shared = [rows_shared(piece, line[-1]) / min(piece.height, line[-1].height) for line in lines]
         best = int(np.argmax(shared)) if shared else -1
-        if shared and shared[best] >= settings.line_overlap * piece.height:
+        if shared and shared[best] >= settings.line_overlap:
             lines[best].append(piece)
-            spans[best] = [min(top, spans[best][0]), max(bottom, spans[best][1])]
         else:
             lines.append([piece])
-            spans.append([top, bottom])
+    line_of = {id(piece): number for number, line in enumerate(lines) for piece in line}
     for piece in pieces:
-        if piece.height < settings.fragment_height * tallest:
-            middle = (piece.box[1] + piece.box[3]) / 2
-            nearest = min(range(len(spans)), key=lambda k: max(spans[k][0] - middle, middle - spans[k][1], 0))
-            lines[nearest].append(piece)
-    return [line for _, line in sorted(zip((span[0] for span in spans), lines), key=lambda pair: pair[0])]
+        if id(piece) not in line_of:
+            nearest = min(digit_sized, key=lambda other: box_distance(piece, other))
+            lines[line_of[id(nearest)]].append(piece)
+    return sorted(lines, key=lambda line: np.mean([(piece.box[1] + piece.box[3]) / 2 for piece in line]))
+
+
+def rows_shared(a: Piece, b: Piece) -> int:
+    return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+
+
+def box_distance(a: Piece, b: Piece) -> float:
+    """The gap between two pieces' boxes (0 when they overlap)."""
+    across = max(a.box[0] - b.box[2], b.box[0] - a.box[2], 0)
+    down = max(a.box[1] - b.box[3], b.box[1] - a.box[3], 0)
+    return math.hypot(across, down)
 
 
 def cuts_in_two(crop: np.ndarray, settings: ReadingSettings = DEFAULT_SETTINGS

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -47,6 +48,7 @@ MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in som
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
 MIN_ON_PAPER = 0.3  # of a rule's length has paper on both sides (a notebook rule under a number: 50%+)
+FILLED_ON_PAPER = 0.5  # and a line found only filled in (faint_lines): a row of digits' rims passed at 0.3
 SIDE_PIXELS = 2  # px (detection scale): its sides are looked at this far past its edges
 GAP_PIXELS = 3  # px (detection scale): a faint rule under noise and JPEG breaks into dashes this far apart
 RUN_PIXELS = 8  # px (detection scale): a 2-px rule turned 5 degrees still has runs ~20 px long
@@ -71,6 +73,10 @@ VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grid
 EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
 TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past the edge of the rules it joins
 EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
+# A band pixel darker than its rule by this share of the way from the rule's darkness to black is pen
+# (ink 0.85-0.9 dark in its darkest channel, light rules and grids 0.3-0.5, blurred thinner).
+STROKE_CONTRAST = 0.4
+RULE_PERCENTILE = 90
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
 
@@ -108,15 +114,16 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     if inverted:
         colour, grey = 255 - colour, 255 - grey
     paper = small_paper(colour)
-    ink = ink_mask(colour, paper)
+    ink, faint = ink_mask(colour, paper)
     factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
     mask = reduce_any(ink, factor)
-    horizontal, vertical, boxes = find_rules(mask) if long_thin_ink(mask) else ([], [], [])
+    horizontal, vertical, boxes = (find_rules(mask, lambda: faint_lines(colour, paper, factor, mask))
+                                   if long_thin_ink(mask, reduce_any(faint, factor)) else ([], [], []))
     if not (horizontal or vertical):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
-    removed = rule_pixels(ink, [band_of(line, factor) for line in horizontal],
-                          [band_of(line, factor) for line in vertical])
+    bands = [band_of(line, factor) for line in horizontal], [band_of(line, factor) for line in vertical]
+    removed = rule_pixels(ink, *bands) & ~strokes_over_rules(colour, paper, ink, *bands)
     rows, columns = np.nonzero(removed)
     # The paper under a rule, from the small estimate: it varies slowly.
     grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
@@ -127,13 +134,15 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True)
 
 
-def long_thin_ink(mask: np.ndarray) -> bool:
-    """Whether the mask holds thin ink reaching across EDGE_SPAN of the picture, as every rule, grid and
-    form box does (thin: at most THIN_PIXELS thick, gone after an opening just wider). Thick strokes alone, as
-    most pictures of digits have, cannot hold a rule, and are not searched: that search costs several
-    times the rest of reading a picture."""
+def long_thin_ink(mask: np.ndarray, faint: np.ndarray | None = None) -> bool:
+    """Whether the mask, or the `faint` one (ink_mask's second), holds thin ink reaching across EDGE_SPAN
+    of the picture, as every rule, grid and form box does (thin: at most THIN_PIXELS thick, gone after
+    an opening just wider). Thick strokes alone, as most pictures of digits have, cannot hold a rule,
+    and are not searched: that search costs several times the rest of reading a picture."""
     side = THIN_PIXELS + 1
-    thin = mask & (ndimage.maximum_filter(ndimage.minimum_filter(mask.astype(np.uint8), side), side) == 0)
+    thin = np.zeros(mask.shape, bool)
+    for each in (mask,) if faint is None else (mask, faint):
+        thin |= each & (ndimage.maximum_filter(ndimage.minimum_filter(each.astype(np.uint8), side), side) == 0)
     pieces, count = ndimage.label(thin, structure=np.ones((3, 3), bool))
     height, width = mask.shape
     return any(region[1].stop - region[1].start >= EDGE_SPAN * width
@@ -159,8 +168,10 @@ def small_paper(colour: np.ndarray) -> np.ndarray:
     return np.maximum(ndimage.grey_dilation(np.stack(planes, axis=2).astype(np.float32), size=(3, 3, 1)), 1)
 
 
-def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
-    """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS."""
+def ink_mask(colour: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS,
+    and those darker by half as much (where a faint grid, which the first breaks into dots at its
+    crossings, still hangs together: enough to tell that the picture is worth searching)."""
     height, width, channels = colour.shape
     sample = colour[::3, ::3].astype(np.float32)
     sample_paper = paper[np.arange(sample.shape[0])[:, None] * 3 * paper.shape[0] // height,
@@ -171,13 +182,13 @@ def ink_mask(colour: np.ndarray, paper: np.ndarray) -> np.ndarray:
     # and ink and rules (a fine grid is a good share of the picture) make few of them.
     differences = np.abs(np.diff(darkness, axis=1))  # none in a picture a few pixels wide
     spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
-    keep = 1 - max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below this share of the paper
-    ink = np.zeros((height, width), bool)
+    darker = max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below 1 - this share of the paper
+    masks = np.zeros((2, height, width), bool)
     for channel in range(channels):
-        limit = (paper[..., channel] * keep).clip(0, 255).round().astype(np.uint8)  # uint8: 3x faster
-        full = Image.fromarray(limit).resize((width, height), Image.Resampling.BILINEAR)
-        ink |= colour[..., channel] < np.asarray(full)
-    return ink
+        for mask, keep in zip(masks, (1 - darker, 1 - darker / 2)):
+            limit = (paper[..., channel] * keep).clip(0, 255).round().astype(np.uint8)  # uint8: 3x faster
+            mask |= colour[..., channel] < np.asarray(Image.fromarray(limit).resize((width, height), Image.Resampling.BILINEAR))
+    return masks[0], masks[1]
 
 
 def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
@@ -190,25 +201,67 @@ def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
     return small
 
 
-def find_rules(mask: np.ndarray) -> tuple[list[Line], list[Line], list[tuple[float, float, float, float]]]:
+def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mask (detection scale) with faint straight lines filled in: once for lines along its rows, once
+    along its columns. A fine grid under blur and JPEG is too faint for the ink mask but at its
+    crossings (it breaks into dots); averaged over RUN_PIXELS along a line, its darkness stands out of
+    the noise, which averaging lowers, while across the line it stays sharp. Only searched pictures pay
+    for it (a few ms)."""
+    height, width = mask.shape
+    small = colour[:height * factor, :width * factor].astype(np.float32)
+    if factor > 1:
+        small = small.reshape(height, factor, width, factor, -1).mean(axis=(1, 3))
+    under = paper[np.arange(height)[:, None] * paper.shape[0] // height, np.arange(width)[None, :] * paper.shape[1] // width]
+    darkness = (1 - small / under).max(axis=2)
+    filled = []
+    for along in (1, 0):
+        averaged = ndimage.uniform_filter1d(darkness, RUN_PIXELS, axis=along)
+        sample = averaged[::2, ::2]
+        spread = float(np.median(np.abs(np.diff(sample, axis=1 - along)))) / NEIGHBOUR_DIFFERENCE
+        limit = max(MIN_DARKNESS, float(np.median(sample)) + NOISE_SIGMAS * spread)
+        # A filled pixel is faintly dark itself: paper beside a stroke only borrows the stroke's darkness.
+        filled.append(mask | ((averaged > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
+    return filled[0], filled[1]
+
+
+def find_rules(mask: np.ndarray, filled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+               ) -> tuple[list[Line], list[Line], list[tuple[float, float, float, float]]]:
     """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
-    reading order, in the mask's pixels."""
+    reading order, in the mask's pixels. The lines are searched in the mask, then in `filled()`'s
+    masks (faint_lines: a faint grid), judged on the mask; a line found in both is the mask's, whose
+    thickness is the print's own (filled in, a rule takes in its blurred rim)."""
     height, width = mask.shape
     # Horizontal pieces are only ever rules; vertical ones may be box walls, as short as a box.
     lying, upright = line_pieces(mask, min(HORIZONTAL_SPAN, EDGE_SPAN) * width), line_pieces(mask.T)
     horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
     vertical = spanning(upright, mask.T, VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
+    if filled is not None:
+        lying_mask, upright_mask = filled()
+        horizontal += [line for line in spanning(line_pieces(lying_mask, min(HORIZONTAL_SPAN, EDGE_SPAN) * width),
+                                                 mask, HORIZONTAL_SPAN, FILLED_ON_PAPER)
+                       if not any(same_line(line, other) for other in horizontal)]
+        vertical += [line for line in spanning(line_pieces(upright_mask.T), mask.T, VERTICAL_SPAN, FILLED_ON_PAPER)
+                     if not any(same_line(line, other) for other in vertical + walls)]
     return horizontal, vertical + walls, boxes
 
 
-def spanning(lines: list[Line], mask: np.ndarray, share: float) -> list[Line]:
+def same_line(a: Line, b: Line) -> bool:
+    """Whether two lines found apart are one: they overlap along and lie within their thickness across."""
+    start, end = max(a.start, b.start), min(a.end, b.end)
+    if end <= start:
+        return False
+    reach = max(a.thickness, b.thickness) / 2 + 2
+    return all(abs(a.across_at(along) - b.across_at(along)) <= reach for along in (start, end))
+
+
+def spanning(lines: list[Line], mask: np.ndarray, share: float, on_paper_share: float = MIN_ON_PAPER) -> list[Line]:
     """The thin lines on paper spanning `share` of the picture along them (the mask's rows run along
     them), or EDGE_SPAN when they run off it at both ends: a turned page's rule near a corner leaves
     the picture early, and a written 1 or a 7's bar never reaches two sides of its picture. (Box walls
     need neither: ending on two box edges makes them walls.)"""
     return [line for line in lines if thin(line) and line.end - line.start >= mask.shape[1] * (
-        EDGE_SPAN if not any(ends_inside(line, mask.shape)) else share) and on_paper(line, mask) >= MIN_ON_PAPER]
+        EDGE_SPAN if not any(ends_inside(line, mask.shape)) else share) and on_paper(line, mask) >= on_paper_share]
 
 
 def line_pieces(mask: np.ndarray, shortest: float = 0) -> list[Line]:
@@ -353,21 +406,48 @@ def band_of(line: Line, factor: int) -> Line:
                 line.thickness * factor + 2 * BAND_MARGIN, line.start * factor, line.end * factor + factor - 1)
 
 
+def band_pixels(line: Line, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(across, along) indices of the line's band, in a picture of `shape` (across, along)."""
+    along = np.arange(max(0, int(line.start)), min(shape[1], int(line.end) + 1))
+    if along.size == 0:
+        return along, along
+    centre = line.slope * along + line.offset
+    half = line.thickness / 2
+    top, bottom = max(0, int(np.floor(centre.min() - half))), min(shape[0], int(np.ceil(centre.max() + half)) + 1)
+    across, step = np.nonzero(np.abs(np.arange(top, bottom)[:, None] - centre[None, :]) <= half)
+    return across + top, along[step]
+
+
 def rasterise(lines: list[Line], shape: tuple[int, int]) -> np.ndarray:
     """The lines' bands as a mask with `across` as rows and `along` as columns."""
     band = np.zeros(shape, bool)
     for line in lines:
-        along = np.arange(max(0, int(line.start)), min(shape[1], int(line.end) + 1))
-        if along.size == 0:
-            continue
-        centre = line.slope * along + line.offset
-        half = line.thickness / 2
-        top, bottom = max(0, int(np.floor(centre.min() - half))), min(shape[0], int(np.ceil(centre.max() + half)) + 1)
-        if top >= bottom:
-            continue
-        rows = np.arange(top, bottom)[:, None]
-        band[top:bottom, along[0]:along[-1] + 1] |= np.abs(rows - centre[None, :]) <= half
+        band[band_pixels(line, shape)] = True
     return band
+
+
+def strokes_over_rules(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizontal: list[Line],
+                       vertical: list[Line]) -> np.ndarray:
+    """The pixels of the rules' bands far darker than their rule: a stroke written along a rule (a
+    light grid line under a 1's stem) or over it. A rule's own darkness is a high percentile of its
+    band's ink (its core, not its blurred rim; strokes are a small share of a band); a pixel past it by STROKE_CONTRAST of the way to black is pen. A form's black box edges are as
+    dark as the pen: there it finds nothing, and only the crossing test (rule_pixels) keeps strokes."""
+    height, width = ink.shape
+    found = np.zeros(ink.shape, bool)
+    for lines, upright in ((horizontal, False), (vertical, True)):
+        for line in lines:
+            across, along = band_pixels(line, (width, height) if upright else (height, width))
+            rows, columns = (along, across) if upright else (across, along)
+            on_ink = ink[rows, columns]
+            if np.count_nonzero(on_ink) < 3:
+                continue
+            under = paper[rows * paper.shape[0] // height, columns * paper.shape[1] // width]
+            darkness = (1 - colour[rows, columns] / under).max(axis=1)
+            rule = float(np.percentile(darkness[on_ink], RULE_PERCENTILE))
+            stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
+            found[rows[stroke], columns[stroke]] = True
+    # Where two rules cross, the print is darker than either: not pen.
+    return found & ~(rasterise(horizontal, ink.shape) & rasterise(vertical, ink.shape[::-1]).T)
 
 
 def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -> np.ndarray:
