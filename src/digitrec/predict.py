@@ -171,7 +171,7 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     wide = {segment.line for segment in segments if segment.cuts}
     segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
     unsure = {segment.line for segment, row in zip(segments, probabilities) if row.max() < settings.line_unsure}
-    whole = wide | unsure if settings.whole_lines and _line_reader() else set()
+    whole = wide | unsure if settings.whole_lines and not single and _line_reader() else set()
     lines: dict[int, list[tuple[Segment, Item]]] = {}
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())

@@ -352,9 +352,12 @@ def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS
     line). Digit-sized is `fragment_height` of a digit's height, the median of the pieces at least
     half as tall as the tallest, not of the tallest: two digits of neighbouring lines that touch are
     one piece twice as tall. A smaller piece (a detached bar, a dot) joins the line of the digit-sized
-    piece nearest it."""
+    piece nearest it, but a thread, lower than `short_fraction` of a digit and wider than two (an
+    underline, what is left of a rule at the picture's edge), is on no line: merged with the digits
+    whose columns it shares, it made them one."""
     tallest = max(piece.height for piece in pieces)
     typical = float(np.median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
+    pieces = [piece for piece in pieces if piece.height >= settings.short_fraction * typical or piece.width <= 2 * typical]
     digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * typical),
                          key=lambda piece: piece.box[0] + piece.box[2])
     lines: list[list[Piece]] = []

@@ -75,7 +75,7 @@ TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past 
 EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
 # A band pixel darker than its rule by this share of the way from the rule's darkness to black is pen
 # (ink 0.85-0.9 dark in its darkest channel, light rules and grids 0.3-0.5, blurred thinner).
-STROKE_CONTRAST = 0.4
+STROKE_CONTRAST = 0.3
 RULE_PERCENTILE = 90
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
