@@ -7,7 +7,8 @@ into each other) kinds, the same seeds as benchmarks/read_photos.py. Each photo 
 line is all of its ink: preprocess_page's line, as predict hands it to the line reader, goes to
 line_reading.LineReaderOnnx whole; the cutting reader (read_image with the shipped `best` and
 ReadingSettings.whole_lines off) reads the same photo by cutting it into digits; and `digitrec predict`
-as it is, which reads a line with a piece too wide for one digit with the line reader too.
+as it is, which reads a line with a piece too wide for one digit, or a digit read unsurely, with the
+line reader too.
 """
 
 from __future__ import annotations

@@ -269,3 +269,27 @@ def test_reading_settings_are_a_value_each_call_can_change():
     [zero_only] = preprocess_image(picture, settings=replace(DEFAULT_SETTINGS, dash_fraction=0.9))
     assert zero_only.box[0] > 250
     assert len(preprocess_image(picture)) == 2
+
+
+def test_lines_of_a_turned_page_close_under_each_other_stay_apart():
+    """Three numbers of ten digits, a line pitch of 1.15 digit heights (a tight notebook), the page
+    turned 5 degrees: each line follows its own tilt digit by digit (a line's span, grown by each
+    piece, took in the next line)."""
+    height, pitch = 80, 92
+    strokes = [zero(60 + 70 * k, 90 + pitch * line, height) if (k + line) % 2 else one(80 + 70 * k, 90 + pitch * line, height)
+               for line in range(3) for k in range(10)]
+    turned = page((820, 480), strokes, width=9).rotate(5, Image.Resampling.BICUBIC, fillcolor=PAPER)
+    segments = preprocess_image(turned)
+    assert [sum(segment.line == line for segment in segments) for line in range(3)] == [10, 10, 10]
+    for line in range(3):  # and each line left to right
+        xs = [segment.box[0] for segment in segments if segment.line == line]
+        assert xs == sorted(xs)
+
+
+def test_an_underline_is_on_no_line_and_joins_no_digits():
+    """A thread under a number, wider than two digits and much lower than one, shares the columns of
+    every digit over it: merged in, it made them one."""
+    underline = [(40, 215), (400, 215)]
+    segments = preprocess_image(page((460, 250), [one(80, 30), zero(160, 30), one(300, 30), underline], width=10))
+    assert len(segments) == 3
+    assert all(segment.box[3] < 200 for segment in segments)

@@ -171,7 +171,10 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     wide = {segment.line for segment in segments if segment.cuts}
     segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
     unsure = {segment.line for segment, row in zip(segments, probabilities) if row.max() < settings.line_unsure}
-    whole = wide | unsure if settings.whole_lines and not single and _line_reader() else set()
+    # Only digits are read whole, and only on the lines preprocess found (none for a picture already
+    # in MNIST's form); never under --single, which is one digit by the caller's word.
+    reads_lines = settings.whole_lines and not single and names is None and text and _line_reader()
+    whole = wide | unsure if reads_lines else set()
     lines: dict[int, list[tuple[Segment, Item]]] = {}
     for segment, row in zip(segments, probabilities):
         digit = int(row.argmax())

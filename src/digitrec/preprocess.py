@@ -357,7 +357,8 @@ def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS
     whose columns it shares, it made them one."""
     tallest = max(piece.height for piece in pieces)
     typical = float(np.median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
-    pieces = [piece for piece in pieces if piece.height >= settings.short_fraction * typical or piece.width <= 2 * typical]
+    pieces = [piece for piece in pieces
+              if piece.height >= settings.short_fraction * typical or piece.width <= 2 * typical]
     digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * typical),
                          key=lambda piece: piece.box[0] + piece.box[2])
     lines: list[list[Piece]] = []
