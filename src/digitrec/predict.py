@@ -193,8 +193,8 @@ def _with_touching_apart(cut: list[tuple[Segment, Item]], whole: list[tuple[Segm
     line reader read it whole when it found more digits there than the digit model did (two that
     touch, which no cut took apart), else as the digit model read it, which reads a digit on its own
     more surely. On 100 photos each of seeds 0 and 1 (make_photos), numbers with two touching digits
-    went from 59% and 63% read fully right to 86% and 90% with wide pieces alone, and to 93% of the
-    200 with unsure ones too (ReadingSettings.line_unsure, line_sure); numbers of 2-8 digits and single
+    went from 59% and 63% read fully right to 86% and 90% with wide pieces alone, and of the
+    200 with unsure ones too (92.5%: ReadingSettings.line_unsure, line_sure); numbers of 2-8 digits and single
     digits read the same. Taking every such line from the line reader read 1-7 points fewer of the
     other kinds right, and taking its reading of as many digits where it is surer only 0.5 point more."""
     return whole if len(whole) > len(cut) else cut

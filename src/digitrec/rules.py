@@ -28,7 +28,8 @@ sides (above and below a horizontal rule, left and right of a vertical one) is s
 the strokes a rule crosses stay whole; so does a band pixel far darker than its rule
 (strokes_over_rules: pen written along a light rule). Detection runs on a copy reduced to
 DETECT_SIDE, so a large picture takes bounded time, and only where thin ink reaches across the
-picture (long_thin_ink): most pictures of digits have none, and skip the search. numpy, scipy.ndimage and Pillow only.
+picture (long_thin_ink): most pictures of digits have none, and skip the search. numpy,
+scipy.ndimage and Pillow only.
 
 The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits, seeds 0 and 1 of
 50 photos each) and are measured by benchmarks/read_photos.py; the notes beside them say what they
@@ -68,6 +69,10 @@ MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is 
 # shrinks a picture until its pen is about 8 px wide (preprocess.STROKE_PIXELS): thinner ink than this
 # reaching across the picture is what makes it worth searching for rules.
 THIN_PIXELS = 6
+# Pieces of thin ink: a faint grid that the ink mask breaks into dots leaves this many or more (60-637
+# in seed 0's squared photos that need the faint mask), a single digit's strokes 9 at the median (3 of
+# 69 single-digit photos reach 50). Fewer, and the faint mask is not looked at: it costs a digit 0.6 ms.
+GRID_DOTS = 50
 HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
 VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
 # a single written 1 fills at most ~70% of its picture's height)
@@ -116,13 +121,17 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     if inverted:
         colour, grey = 255 - colour, 255 - grey
     paper = small_paper(colour)
-    ink, faint = ink_mask(colour, paper)
+    darker = ink_darkness(colour, paper)
+    ink = ink_mask(colour, paper, darker)
     factor = max(1, math.ceil(max(ink.shape) / DETECT_SIDE))
     mask = reduce_any(ink, factor)
-    # A faint grid breaks into dots in the ink mask: the faint one, at half the darkness, still reaches
-    # across the picture, and the search looks again on masks filled in along the lines.
-    horizontal, vertical, boxes = (find_rules(mask, faint_lines(colour, paper, factor, mask))
-                                   if long_thin_ink(mask) or long_thin_ink(reduce_any(faint, factor)) else ([], [], []))
+    reaches, dots = long_thin_ink(mask)
+    # A faint grid breaks into dots in the ink mask, but the faint one, at half the darkness, still
+    # reaches across the picture; it is looked at only where there are dots enough for a grid.
+    if not reaches and dots >= GRID_DOTS:
+        reaches, _ = long_thin_ink(reduce_any(ink_mask(colour, paper, darker / 2), factor))
+    # The search then looks again on masks filled in along the lines (faint_lines).
+    horizontal, vertical, boxes = find_rules(mask, faint_lines(colour, paper, factor, mask)) if reaches else ([], [], [])
     if not (horizontal or vertical):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
@@ -138,18 +147,18 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True)
 
 
-def long_thin_ink(mask: np.ndarray) -> bool:
+def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
     """Whether the mask holds thin ink reaching across EDGE_SPAN of the picture, as every rule, grid and
-    form box does (thin: at most THIN_PIXELS thick, gone after an opening just wider). Thick strokes
-    alone, as most pictures of digits have, cannot hold a rule, and are not searched: that search
-    costs several times the rest of reading a picture."""
+    form box does (thin: at most THIN_PIXELS thick, gone after an opening just wider), and how many
+    pieces of thin ink it holds. Thick strokes alone, as most pictures of digits have, cannot hold a
+    rule, and are not searched: that search costs several times the rest of reading a picture."""
     side = THIN_PIXELS + 1
     thin = mask & (ndimage.maximum_filter(ndimage.minimum_filter(mask.astype(np.uint8), side), side) == 0)
     pieces, count = ndimage.label(thin, structure=np.ones((3, 3), bool))
     height, width = mask.shape
     return any(region[1].stop - region[1].start >= EDGE_SPAN * width
                or region[0].stop - region[0].start >= EDGE_SPAN * height
-               for region in ndimage.find_objects(pieces) if region is not None)
+               for region in ndimage.find_objects(pieces) if region is not None), count
 
 
 def luminance(colour: np.ndarray) -> np.ndarray:
@@ -170,28 +179,31 @@ def small_paper(colour: np.ndarray) -> np.ndarray:
     return np.maximum(ndimage.grey_dilation(np.stack(planes, axis=2).astype(np.float32), size=(3, 3, 1)), 1)
 
 
-def ink_mask(colour: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels darker than the paper in some channel by more than the paper's noise and MIN_DARKNESS,
-    and those darker by half as much (where a faint grid, which the first breaks into dots at its
-    crossings, still hangs together: enough to tell that the picture is worth searching)."""
-    height, width, channels = colour.shape
+def ink_darkness(colour: np.ndarray, paper: np.ndarray) -> float:
+    """How much darker than the paper ink is, at least, in its darkest channel: past the paper's noise
+    and MIN_DARKNESS."""
+    height, width, _ = colour.shape
     sample = colour[::3, ::3].astype(np.float32)
     sample_paper = paper[np.arange(sample.shape[0])[:, None] * 3 * paper.shape[0] // height,
                          np.arange(sample.shape[1])[None, :] * 3 * paper.shape[1] // width]
     darkness = (1 - sample / sample_paper).max(axis=2)
-    median = np.median(darkness)
     # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
     # and ink and rules (a fine grid is a good share of the picture) make few of them.
     differences = np.abs(np.diff(darkness, axis=1))  # none in a picture a few pixels wide
     spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
-    darker = max(MIN_DARKNESS, median + NOISE_SIGMAS * spread)  # ink is below 1 - this share of the paper
-    masks = np.zeros((2, height, width), bool)
+    return max(MIN_DARKNESS, float(np.median(darkness)) + NOISE_SIGMAS * spread)
+
+
+def ink_mask(colour: np.ndarray, paper: np.ndarray, darker: float) -> np.ndarray:
+    """Pixels darker than the paper by `darker` of its brightness in some channel (ink_darkness: ink;
+    half of it: where a faint grid, which ink's mask breaks into dots, still hangs together)."""
+    height, width, channels = colour.shape
+    mask = np.zeros((height, width), bool)
     for channel in range(channels):
-        for mask, keep in zip(masks, (1 - darker, 1 - darker / 2)):
-            limit = (paper[..., channel] * keep).clip(0, 255).round().astype(np.uint8)  # uint8: 3x faster
-            full = Image.fromarray(limit).resize((width, height), Image.Resampling.BILINEAR)
-            mask |= colour[..., channel] < np.asarray(full)
-    return masks[0], masks[1]
+        limit = (paper[..., channel] * (1 - darker)).clip(0, 255).round().astype(np.uint8)  # uint8: 3x faster
+        full = Image.fromarray(limit).resize((width, height), Image.Resampling.BILINEAR)
+        mask |= colour[..., channel] < np.asarray(full)
+    return mask
 
 
 def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
