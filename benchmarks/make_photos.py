@@ -6,8 +6,10 @@ baselines, and `touching` ones 2-4 digits, two of which are written into each ot
 are in colour, on the paper people write on, photographed slightly turned (up to 5 degrees) and in
 perspective: `ruled` (a notebook: light rules, a red margin, digits sitting on a rule), `squared`
 (graph paper crossing the digits), `boxes` (a form's row of boxes, one digit a box, or one long box)
-and `page` (2-4 numbers one under another, their truth joined with a newline). Every picture comes
-from its own seed, so a picture is the same whatever --count is.
+and `page` (2-4 numbers one under another, their truth joined with a newline). A sheet's numbers lie
+whole inside the photo (a turn that would take ink out of it is drawn again) and a page's numbers
+keep a tenth of a digit apart. Every picture comes from its own seed, so a picture is the same
+whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
 writes photos/single-00000.jpg ..., photos/number-00000.jpg ..., photos/touching-00000.jpg ..., one set
