@@ -36,7 +36,7 @@ from digitrec.checkpoint import LoadedModel, load_model, pretrained_path  # noqa
 from digitrec.data import load_dataset, normalize  # noqa: E402
 from digitrec.classifier import OnnxClassifier, session_options  # noqa: E402
 from digitrec.export import calibration_images, quantize, to_onnx  # noqa: E402
-from digitrec.models import PRESETS, build_model, one_torch_thread  # noqa: E402
+from digitrec.models import PRESETS, build_model, torch_threads  # noqa: E402
 
 BATCH = 256
 CALLS_PER_ROUND = 20  # batch-1 calls per backend per round
@@ -94,7 +94,7 @@ def timings(runners: dict, inputs: torch.Tensor, rounds: int, calls: int,
 
 def measure(loaded: LoadedModel, graphs: dict[str, bytes], images: torch.Tensor, rounds: int) -> dict[str, dict]:
     single, batch = images[:1].clone(), images[:BATCH].clone()
-    with one_torch_thread():
+    with torch_threads(1):
         one_thread = backends(loaded, graphs, threads=1)
         latency = timings(one_thread, single, rounds, CALLS_PER_ROUND)
         work = timings(one_thread, batch, rounds, 1, clock=time.thread_time)

@@ -55,29 +55,32 @@ def resume(run: str | Path | Run, epochs: int | None = None, *, data: Dataset | 
 
 
 def plot(run: str | Path | Run, data: Dataset | None = None) -> list[Path]:
-    """Draw the lab's three figures of a run into its folder: samples.png, loss.png, predictions.png."""
+    """Draw the lab's three figures of a run into its folder: samples.png, loss.png, predictions.png
+    (on the data set the run was trained on, unless `data` is given)."""
     from digitrec.plots import draw_run_plots
+    from digitrec.run import Run
 
-    return draw_run_plots(run, data or load_data())
+    opened = Run.open(run)
+    return draw_run_plots(opened, data or opened.dataset())
 
 
 def open_model(reference: str | Path | None = None, backend: str | None = None) -> Classifier:
     """A model to read with: a preset's shipped weights (default: `best`, on its checked ONNX export),
     a run folder, a checkpoint.pt, a .safetensors or an .onnx file, on `backend` ("onnx" or "torch";
     default: onnx for .onnx files and the shipped `best`, else torch)."""
-    from digitrec.inference import default_model, open_model as open_classifier
+    from digitrec.inference import open_reader
 
-    if reference is None and backend is None:
-        return default_model()
-    return open_classifier(reference, backend, threads=1, log=_quiet)
+    return open_reader(reference, backend, log=_quiet)
 
 
 def evaluate(model: str | Path | Classifier | None = None, data: Dataset | None = None) -> Evaluation:
     """Score a model (an opened one, or a reference for `open_model`; default the shipped `best`) on the
-    test split: `.accuracy`, `.loss`, `.per_class`, `.confusion` and more (`.summary()`: all of it as JSON)."""
+    test split of the data set it was trained on, unless `data` is given: `.accuracy`, `.loss`,
+    `.per_class`, `.confusion` and more (`.summary()`: all of it as JSON)."""
     from digitrec.evaluation import evaluate as evaluate_classifier
 
-    return evaluate_classifier(_opened(model), data or load_data())
+    classifier = _opened(model)
+    return evaluate_classifier(classifier, data or load_data(classifier.metadata.get("dataset") or "mnist"))
 
 
 def read(picture: str | Path | bytes | Image.Image, model: str | Path | Classifier | None = None, *,

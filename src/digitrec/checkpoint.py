@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from digitrec.classifier import CHECKPOINT_NAME, parse_normalisation, pretrained_path
+from digitrec.classifier import BATCH_SIZE, CHECKPOINT_NAME, parse_normalisation, pretrained_path
 from digitrec.data import Dataset, own_augmentation
 from digitrec.errors import DigitrecError, write_atomic
 from digitrec.models import PRESETS, TTA_MIRRORED_VIEWS, TTA_VIEWS, Ensemble, build_model, classify, count_parameters
@@ -117,9 +117,13 @@ class Checkpoint:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in stored.items() if key in known})
 
-    def inference_model(self, source: str, use_ema: bool = True) -> LoadedModel:
+    def inference_model(self, source: str) -> LoadedModel:
         """The run's network for reading: its weight average where it kept one."""
-        return _from_checkpoint(self, source, use_ema)
+        name = self.config["model"]
+        model = build_model(name)
+        load_state(model, self.ema or self.model, source)
+        return LoadedModel(model.eval(), name, self.data["mean"], self.data["std"], tuple(self.data["classes"]), source,
+                           {"epoch": self.epoch, "dataset": self.data.get("name"), "augment": self.config.get("augment")})
 
 
 # What each field of a stored checkpoint must be, so a damaged or crafted file fails here, clearly.
@@ -199,7 +203,7 @@ class LoadedModel:
     def parameters(self) -> int:
         return count_parameters(self.model)
 
-    def log_probabilities(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def log_probabilities(self, images: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Natural-log probabilities float32 (N, classes) of uint8 images (N, 28, 28), `batch_size` at a time."""
         batch = torch.from_numpy(np.ascontiguousarray(images))
         return classify(self.model, batch, self.mean, self.std, batch_size).cpu().numpy()
@@ -274,22 +278,11 @@ def _load_safetensors(path: Path) -> LoadedModel:
     return LoadedModel(model.eval(), name, mean, std, classes, str(path), header)
 
 
-def _from_checkpoint(checkpoint: Checkpoint, source: str, use_ema: bool = True) -> LoadedModel:
-    name = checkpoint.config["model"]
-    model = build_model(name)
-    state = checkpoint.ema if use_ema and checkpoint.ema else checkpoint.model
-    load_state(model, state, source)
-    data = checkpoint.data
-    return LoadedModel(model.eval(), name, data["mean"], data["std"], tuple(data["classes"]), source,
-                       {"epoch": checkpoint.epoch, "dataset": data.get("name"),
-                        "augment": checkpoint.config.get("augment")})
-
-
 def load_model(reference: str | Path) -> LoadedModel:
     """A run folder, a checkpoint.pt, a .safetensors file, or a preset name (its shipped weights)."""
     path = Path(reference)
     if path.is_dir() or path.suffix == ".pt":
-        return _from_checkpoint(Checkpoint.load(path), str(path))
+        return Checkpoint.load(path).inference_model(str(path))
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise DigitrecError(f"no weights file at {path}")

@@ -95,7 +95,7 @@ class OnnxClassifier:
     """An exported model in an onnxruntime session, described by the metadata the export wrote."""
 
     def __init__(self, model: bytes | str | Path, threads: int = 0, options=None, source: str | None = None) -> None:
-        self.session = _open_session(model, options or session_options(threads))
+        self.session = open_session(model, options or session_options(threads))
         self.source = source or ("the exported graph" if isinstance(model, bytes) else str(model))
         header = dict(self.session.get_modelmeta().custom_metadata_map)
         self.name = header.get("model")
@@ -124,7 +124,8 @@ class OnnxClassifier:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(normalised, np.float32)})[0]
 
 
-def _open_session(model: bytes | str | Path, options):
+def open_session(model: bytes | str | Path, options, remedy: str = "export it again with 'digitrec export'"):
+    """An onnxruntime session on the CPU, or one line naming what is wrong with the file and `remedy`."""
     import onnxruntime as ort
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -134,8 +135,7 @@ def _open_session(model: bytes | str | Path, options):
     except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoSuchFile,
             ort_errors.NotImplemented, ort_errors.InvalidArgument) as error:
         name = "the exported graph" if isinstance(model, bytes) else model
-        raise DigitrecError(f"onnxruntime cannot load {name}: {str(error).splitlines()[0][:300]}; "
-                            "export it again with 'digitrec export'") from error
+        raise DigitrecError(f"onnxruntime cannot load {name}: {str(error).splitlines()[0][:300]}; {remedy}") from error
 
 
 def load_onnx(path: str | Path, threads: int = 0) -> OnnxClassifier:

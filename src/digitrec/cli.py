@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -47,12 +46,10 @@ def tcp_port(text: str) -> int:
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     """A flag for every setting of TrainConfig that has one; unset flags keep the preset's recipe (None)."""
-    from digitrec.config import SETTING_TYPES, TrainConfig, choices, flag_name
+    from digitrec.config import FLAG_SETTINGS, SETTING_TYPES, choices, flag_name
 
     group = parser.add_argument_group("training settings (default: the model preset's recipe)")
-    for setting in dataclasses.fields(TrainConfig):
-        if not setting.metadata["flag"]:
-            continue
+    for setting in FLAG_SETTINGS:
         kind, options = SETTING_TYPES[setting.name], {"help": setting.metadata["help"] or None}
         if kind is bool:
             options.update(action=argparse.BooleanOptionalAction, default=None)
@@ -65,10 +62,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
 
 def training_settings(args: argparse.Namespace) -> dict:
     """The values of add_training_flags' flags, by setting name (None where not given)."""
-    from digitrec.config import TrainConfig
+    from digitrec.config import FLAG_SETTINGS
 
-    return {setting.name: getattr(args, setting.name) for setting in dataclasses.fields(TrainConfig)
-            if setting.metadata["flag"]}
+    return {setting.name: getattr(args, setting.name) for setting in FLAG_SETTINGS}
 
 
 def add_backend_flag(parser: argparse.ArgumentParser) -> None:
@@ -209,7 +205,7 @@ def command_resume(args: argparse.Namespace) -> int:
     from digitrec.training import resume
 
     run = Run.open(args.run)
-    data = _run_data(run, None, args.data)
+    data = run.dataset(None, args.data)
     final = resume(run, epochs=args.epochs, data_dir=args.data, log=_print, data=data)
     return _finish(run, final, data, args.no_plots)
 
@@ -279,16 +275,9 @@ def command_plot(args: argparse.Namespace) -> int:
     from digitrec.run import Run
 
     run = Run.open(args.run)
-    for path in draw_run_plots(run, _run_data(run, args.dataset, args.data)):
+    for path in draw_run_plots(run, run.dataset(args.dataset, args.data)):
         print(path)
     return 0
-
-
-def _run_data(run: Run, dataset: str | None, folder: str | None) -> Dataset:
-    """The data set a run was trained on, unless --dataset or --data say otherwise. Loads the run's
-    checkpoint (once), which every caller needs next: a damaged run fails before the data is read."""
-    stored = run.checkpoint.config
-    return _load_data(dataset or stored.get("dataset", "mnist"), folder or stored.get("data_dir"))
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -328,7 +317,7 @@ def command_report(args: argparse.Namespace) -> int:
     from digitrec.run import Run
 
     run = Run.open(args.run)
-    report = write_report(run, _run_data(run, args.dataset, args.data), args.out)
+    report = write_report(run, run.dataset(args.dataset, args.data), args.out)
     metrics = report.metrics
     print(f"{metrics['model']} on {metrics['dataset']}: accuracy {100 * metrics['accuracy']:.2f}%, "
           f"loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}, ECE {metrics['calibration']['ece']:.4f}")
@@ -346,13 +335,10 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_predict(args: argparse.Namespace) -> int:
-    from digitrec.inference import default_model, open_model
+    from digitrec.inference import open_reader
     from digitrec.predict import read_pictures
 
-    if args.model or args.backend:
-        classifier = open_model(args.model, args.backend, threads=1, log=_note)
-    else:
-        classifier = default_model()
+    classifier = open_reader(args.model or None, args.backend, log=_note)
     failures = 0
     with _reading_threads(classifier):
         for path, result in read_pictures(args.paths, classifier, args.single, stdin=sys.stdin.buffer):
@@ -379,9 +365,9 @@ def _reading_threads(classifier) -> contextlib.AbstractContextManager:
     spinning makes a 1 ms batch take 100 ms). An onnxruntime model was opened with one thread."""
     if classifier.metadata.get("backend") == "onnx":
         return contextlib.nullcontext()
-    from digitrec.models import one_torch_thread
+    from digitrec.models import torch_threads
 
-    return one_torch_thread()
+    return torch_threads(1)
 
 
 def _load_data(name: str | None, folder: str | None):

@@ -97,6 +97,7 @@ class TrainConfig:
 
 SETTING_TYPES = typing.get_type_hints(TrainConfig)
 SETTINGS = tuple(item.name for item in fields(TrainConfig))
+FLAG_SETTINGS = tuple(item for item in fields(TrainConfig) if item.metadata["flag"])  # those the CLI sets
 
 
 def flag_name(name: str) -> str:

@@ -34,6 +34,8 @@ class Interrupted(Exception):
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.signal_number = signal_number
+
+
 TRAIN_EXTRA = "pip install 'digitrec[train]'"
 
 

@@ -75,3 +75,13 @@ def default_model() -> Classifier:
     if pretrained_path(DEFAULT_PRESET, ".onnx"):
         return open_model(threads=1)
     return open_model(DEFAULT_PRESET)
+
+
+def open_reader(reference: str | Path | None = None, backend: str | None = None,
+                log: Callable[[str], None] = print) -> Classifier:
+    """A model to read pictures with, on one thread (a picture's few 28x28 images are too little work
+    to share out): the shipped `best`, opened once (default_model), when neither is named."""
+    if reference is None and backend is None:
+        return default_model()
+    return open_model(reference, backend, threads=1, log=log)
+

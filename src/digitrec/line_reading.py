@@ -11,12 +11,12 @@ The graph's input `lines` is float32 (batch, 1, HEIGHT, width), ink 0..1 white o
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from digitrec.classifier import open_session, pretrained_path, session_options
 from digitrec.errors import DigitrecError
 
 HEIGHT = 32  # rows of the network's input
@@ -69,23 +69,18 @@ def _decode_line(probabilities: np.ndarray) -> Reading:
 
 def line_onnx_path() -> Path | None:
     """The line reader shipped inside the package, if any."""
-    resource = resources.files("digitrec") / "weights" / "line.onnx"
-    return Path(str(resource)) if resource.is_file() else None
+    return pretrained_path("line", ".onnx")
 
 
 class LineReaderOnnx:
     """The exported line reader in an onnxruntime session."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         path = path or line_onnx_path()
         if path is None or not Path(path).is_file():
             raise DigitrecError(f"no line reader at {path or 'digitrec/weights/line.onnx'}; "
                                 "train one with 'make line-reader'")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(path, session_options(threads), remedy="train it again with 'make line-reader'")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, lines: np.ndarray) -> np.ndarray:

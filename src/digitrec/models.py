@@ -163,14 +163,17 @@ def classify(model: nn.Module, images: torch.Tensor, mean: float, std: float, ba
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """PyTorch on one thread inside, as many as before after (torch.set_num_threads is process-wide)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch's CPU threads set to `count` inside (0: left as they are), as many as before after
+    (torch.set_num_threads is process-wide)."""
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        if count:
+            torch.set_num_threads(previous)
 
 
 def count_parameters(model: nn.Module) -> int:

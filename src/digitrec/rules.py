@@ -26,7 +26,7 @@ averaged along each direction (faint_lines), and the lines found there that the 
 A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on both
 sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays, so
 the strokes a rule crosses stay whole; so does a band pixel far darker than its rule
-(strokes_over_rules: pen written along a light rule). Detection runs on a copy reduced to
+(bands_and_pen: pen written along a light rule). Detection runs on a copy reduced to
 DETECT_SIDE, so a large picture takes bounded time, and only where thin ink reaches across the
 picture (long_thin_ink): most pictures of digits have none, and skip the search. numpy,
 scipy.ndimage and Pillow only.
@@ -135,8 +135,8 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     if not (horizontal or vertical):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
-    bands = [band_of(line, factor) for line in horizontal], [band_of(line, factor) for line in vertical]
-    removed = rule_pixels(ink, *bands) & ~strokes_over_rules(colour, paper, ink, *bands)
+    removed = rule_pixels(colour, paper, ink, [band_of(line, factor) for line in horizontal],
+                          [band_of(line, factor) for line in vertical])
     rows, columns = np.nonzero(removed)
     # The paper under a rule, from the small estimate: it varies slowly.
     grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
@@ -437,45 +437,39 @@ def band_pixels(line: Line, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndar
     return across + top, along[step]
 
 
-def rasterise(lines: list[Line], shape: tuple[int, int]) -> np.ndarray:
-    """The lines' bands as a mask with `across` as rows and `along` as columns."""
-    band = np.zeros(shape, bool)
-    for line in lines:
-        band[band_pixels(line, shape)] = True
-    return band
-
-
-def strokes_over_rules(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizontal: list[Line],
-                       vertical: list[Line]) -> np.ndarray:
-    """The pixels of the rules' bands far darker than their rule: a stroke written along a rule (a
-    light grid line under a 1's stem) or over it. A rule's own darkness is a high percentile of its
-    band's ink (its core, not its blurred rim; strokes are a small share of a band); a pixel past it
-    by STROKE_CONTRAST of the way to black is pen. A form's black box edges are as dark as the pen:
-    there it finds nothing, and only the crossing test (rule_pixels) keeps strokes. On seed 0's 100
-    photos of each paper kind it read one more right of squared paper and of boxes, none fewer."""
+def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines: list[Line], upright: bool
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The lines' bands as a mask of the picture, and the pixels in them far darker than their rule: a
+    stroke written along a rule (a light grid line under a 1's stem) or over it. A rule's own darkness
+    is a high percentile of its band's ink (its core, not its blurred rim; strokes are a small share of
+    a band); a pixel past it by STROKE_CONTRAST of the way to black is pen. A form's black box edges are
+    as dark as the pen: there it finds nothing, and only the crossing test (rule_pixels) keeps strokes.
+    On seed 0's 100 photos of each paper kind the pen test read one more right of squared paper and of
+    boxes, none fewer. `upright` lines are vertical (their `along` is the picture's rows)."""
     height, width = ink.shape
-    found = np.zeros(ink.shape, bool)
-    for lines, upright in ((horizontal, False), (vertical, True)):
-        for line in lines:
-            across, along = band_pixels(line, (width, height) if upright else (height, width))
-            rows, columns = (along, across) if upright else (across, along)
-            on_ink = ink[rows, columns]
-            if np.count_nonzero(on_ink) < 3:
-                continue
-            under = paper[rows * paper.shape[0] // height, columns * paper.shape[1] // width]
-            darkness = (1 - colour[rows, columns] / under).max(axis=1)
-            rule = float(np.percentile(darkness[on_ink], RULE_PERCENTILE))
-            stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
-            found[rows[stroke], columns[stroke]] = True
-    # Where two rules cross, the print is darker than either: not pen.
-    return found & ~(rasterise(horizontal, ink.shape) & rasterise(vertical, ink.shape[::-1]).T)
+    band, pen = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+    for line in lines:
+        across, along = band_pixels(line, (width, height) if upright else (height, width))
+        rows, columns = (along, across) if upright else (across, along)
+        band[rows, columns] = True
+        on_ink = ink[rows, columns]
+        if np.count_nonzero(on_ink) < 3:
+            continue
+        under = paper[rows * paper.shape[0] // height, columns * paper.shape[1] // width]
+        darkness = (1 - colour[rows, columns] / under).max(axis=1)
+        rule = float(np.percentile(darkness[on_ink], RULE_PERCENTILE))
+        stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
+        pen[rows[stroke], columns[stroke]] = True
+    return band, pen
 
 
-def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -> np.ndarray:
+def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizontal: list[Line],
+                vertical: list[Line]) -> np.ndarray:
     """The rules' bands less the stroke pixels in them: a band pixel that is ink with stroke ink
-    directly on both sides across the rule belongs to a stroke the rule crosses."""
-    band_h = rasterise(horizontal, ink.shape)
-    band_v = rasterise(vertical, ink.shape[::-1]).T
+    directly on both sides across the rule belongs to a stroke the rule crosses, and one far darker
+    than its rule is pen (bands_and_pen)."""
+    band_h, pen_h = bands_and_pen(colour, paper, ink, horizontal, upright=False)
+    band_v, pen_v = bands_and_pen(colour, paper, ink, vertical, upright=True)
     stroke = ink & ~band_h & ~band_v
     widest = max((line.thickness for line in horizontal + vertical), default=0)
     reach = int(np.ceil(widest)) + 2
@@ -486,7 +480,8 @@ def rule_pixels(ink: np.ndarray, horizontal: list[Line], vertical: list[Line]) -
     columns, rows = np.nonzero((band_v & ink).T)
     crossing = on_both_sides(stroke.T, columns, rows, reach)
     removed[rows[crossing], columns[crossing]] = False
-    return removed
+    # Where two rules cross, the print is darker than either: not pen.
+    return removed & ~((pen_h | pen_v) & ~(band_h & band_v))
 
 
 def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:

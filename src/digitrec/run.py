@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from digitrec.checkpoint import CHECKPOINT_NAME, Checkpoint, History, LoadedModel, TestPoint
+from digitrec.data import Dataset, load_dataset
 from digitrec.errors import DigitrecError, remove_leftover_writes, write_atomic
 
 CONFIG_NAME = "config.json"
@@ -60,10 +61,6 @@ class Run:
     def plot_paths(self) -> dict[str, Path]:
         return {name.removesuffix(".png"): self.folder / name for name in PLOT_NAMES}
 
-    @property
-    def onnx_path(self) -> Path:
-        return self.checkpoint_path.with_suffix(".onnx")
-
     def holds_run(self) -> bool:
         return self.checkpoint_path.exists()
 
@@ -100,6 +97,12 @@ class Run:
     def inference_model(self) -> LoadedModel:
         """The network for reading (its weight average where it kept one), from the cached checkpoint."""
         return self.checkpoint.inference_model(self.source)
+
+    def dataset(self, name: str | None = None, folder: str | Path | None = None) -> Dataset:
+        """The data set the run was trained on, unless `name` or `folder` say otherwise. Loads the run's
+        checkpoint (once), which every caller needs next: a damaged run fails before the data is read."""
+        stored = self.checkpoint.config
+        return load_dataset(name or stored.get("dataset", "mnist"), folder or stored.get("data_dir"))
 
     def refuse_to_overwrite(self, force: bool) -> None:
         if self.holds_run() and not force:

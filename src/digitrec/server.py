@@ -27,7 +27,7 @@ from starlette.routing import Match
 
 from digitrec.classifier import CHECKPOINT_NAME, Classifier
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
-from digitrec.inference import default_model, open_model
+from digitrec.inference import open_reader
 from digitrec.predict import read_image
 from digitrec.preprocess import decode_image
 
@@ -427,7 +427,7 @@ def app_from_environment() -> FastAPI:
 def open_for_serving(model: str | None, backend: str | None = None) -> Classifier:
     """The model to serve, each reading thread on one core: one image is far too small to split across
     cores. (A PyTorch model's thread count is the process's, for as long as it serves.)"""
-    classifier = default_model() if model is None and backend is None else open_model(model, backend, threads=1)
+    classifier = open_reader(model, backend)
     if classifier.metadata.get("backend") != "onnx":
         import torch
 

@@ -13,10 +13,9 @@ import signal
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +29,7 @@ from digitrec.data import Dataset, load_dataset, own_augmentation
 from digitrec.device import bfloat16_is_fast, pick_device
 from digitrec.distributed import agree_on_stop, check_ranks_agree, process_group
 from digitrec.errors import DigitrecError, Interrupted
-from digitrec.models import PRESETS, build_model, classify
+from digitrec.models import PRESETS, build_model, classify, torch_threads
 from digitrec.run import Run
 
 __all__ = ["TrainConfig", "make_config", "train", "resume", "TrainingState", "train_step", "run_epoch"]
@@ -477,18 +476,20 @@ def train_loop(state: TrainingState, session: Session) -> Checkpoint:
         session.run.write_config(config.to_dict())
     if not state.history.test:
         log(test_line(test_now(state, session)))
+    saved = None  # the checkpoint of the state as it is now, once written
     with StopSignals() as signals:
         while state.epoch < config.epochs:
+            saved = None
             if run_epoch(state, session, signals):
                 break
             state.epoch, state.batch = state.epoch + 1, 0
             state.epoch_shuffle_state = state.shuffle_generator.get_state()  # where the next epoch's order starts
             result = test_now(state, session)
             log(test_line(result))
-            save(state, session)
+            saved = save(state, session)
             if reached_target(config, result):
                 break
-    final = save(state, session)
+    final = saved if saved is not None else save(state, session)  # the last epoch's is not written twice
     if session.world > 1:
         check_ranks_agree(state.model, session.world, log)
     return final
@@ -496,24 +497,11 @@ def train_loop(state: TrainingState, session: Session) -> Checkpoint:
 
 # --- Starting and continuing runs --------------------------------------------------------------------
 
-@contextmanager
-def cpu_threads(count: int) -> Iterator[None]:
-    """torch's CPU threads set to `count` (0: left as they are) for a while, then as they were."""
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if count:
-            torch.set_num_threads(previous)
-
-
 def train(config: TrainConfig, run_dir: str | Path | Run, resume: Checkpoint | None = None,
           data: Dataset | None = None, log: Log = print, progress: bool | None = None) -> Checkpoint:
     """Train (or continue) a run in `run_dir`; returns the final checkpoint, also saved there."""
     run = run_dir if isinstance(run_dir, Run) else Run(run_dir)
-    with process_group() as (rank, world), cpu_threads(config.threads):
+    with process_group() as (rank, world), torch_threads(config.threads):
         run.folder.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
         if config.batch_size % world:
