@@ -400,3 +400,20 @@ def test_a_touching_pair_no_wider_than_one_digit_is_read_by_the_line_reader_when
 
     assert right(DEFAULT_SETTINGS) >= right(wide_only) + 3
 
+
+
+def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_digit_models():
+    """A touching pair read as one digit: the line reader's two digits replace it when it reads both
+    surely, or more surely than the digit model read its digit; never when it finds no more digits."""
+    from digitrec.predict import _with_touching_apart
+
+    def read(*digits: tuple[int, float]) -> list[tuple[Segment, Item]]:
+        return [(Segment(np.zeros((28, 28), np.uint8), (10 * k, 0, 10 * k + 9, 20)),
+                 Item(digit, probability, [probability if d == digit else 0.0 for d in range(10)], (10 * k, 0, 10 * k + 9, 20)))
+                for k, (digit, probability) in enumerate(digits)]
+
+    cut, whole = read((4, 0.45)), read((4, 0.99), (1, 0.65))
+    assert _with_touching_apart(cut, whole, 0.65) is whole  # unsure, but surer than the digit model
+    assert _with_touching_apart(read((4, 0.7)), whole, 0.65) is not whole  # less sure than it
+    assert _with_touching_apart(read((4, 0.95)), whole, 0.85) is whole  # sure
+    assert _with_touching_apart(read((4, 0.3), (1, 0.3)), whole, 0.99) is not whole  # no more digits

@@ -23,7 +23,7 @@ from digitrec.errors import UnsupportedInput  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
-from digitrec.rules import remove_rules  # noqa: E402
+from digitrec.rules import ink_darkness, ink_mask, long_thin_ink, remove_rules, small_paper  # noqa: E402
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -130,6 +130,56 @@ def test_form_boxes_are_found_in_order_and_removed():
     assert all(abs(found[0] - truth[0]) <= 3 and abs(found[3] - truth[3]) <= 3
                for found, truth in zip(ruling.boxes, boxes))
     assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.85
+
+
+def test_digits_pressed_against_a_wall_from_both_sides_come_apart():
+    """Two digits pressed against the wall between their boxes, one on each side: the wall goes
+    between them (kept, it joins them and reads as a 1 between the two). A stroke across the next
+    wall stays."""
+    page = sheet(400, 160)
+    walls = [40, 120, 200, 280]
+    for x0, x1 in zip(walls, walls[1:]):
+        print_rectangle(page.printed, (x0, 40, x1, 135), 2.5, BLACK)
+    stroke(page.ink, 80, 60, 115, 60)  # a 7 whose stem runs down the wall from the left
+    stroke(page.ink, 115, 60, 115, 120)
+    stroke(page.ink, 125, 62, 125, 118)  # a 1 pressed against it from the right
+    stroke(page.ink, 180, 90, 225, 90)  # a bar across the next wall
+    picture = flat_picture(page).round().astype(np.uint8)
+    removed = remove_rules(picture).rule_mask
+    assert ink_of(grey(picture))[65:115, 119:122].all()
+    assert removed[65:115, 119:122].all()  # the wall between the two, all along them
+    assert not removed[88:93, 198:203].any()  # the bar across the next wall
+
+
+def test_grid_line_at_the_edge_is_removed():
+    """A grid line the picture's edge cuts through has paper on one side only; it is a rule all the
+    same (left in, it is a 1 at the end of the number)."""
+    page = sheet(300, 200)
+    print_lines(page.printed, rules_at(200, np.arange(10, 200, 28, dtype=np.float32), 1.5)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(300, np.array([20, 48, 76, 104, 132, 160, 188, 216, 244, 272, 298.5],
+                                                     np.float32), 1.5)[None, :], BLUE_RULE)
+    draw_digits(page.ink, 60, 50, 90)
+    picture = flat_picture(page).round().astype(np.uint8)
+    assert (grey(picture)[:, -2:] < 200).all()
+    assert (remove_rules(picture).cleaned[:, -3:] > 240).all()
+
+
+def test_hollow_strokes_are_not_taken_for_rules():
+    """A pen that leaves its strokes' middles lighter draws each stroke as two thin outlines, as
+    long as a rule for a digit's picture: the search for rules (several times the rest of reading)
+    is not run for it, as it is not for the same digit in solid strokes."""
+    solid, hollow = sheet(160, 160), sheet(160, 160)
+    middle = np.zeros((160, 160), np.float32)
+    for ink, width in ((solid.ink, 9), (hollow.ink, 9), (middle, 1.5)):
+        stroke(ink, 40, 30, 120, 30, width)
+        stroke(ink, 120, 30, 70, 135, width)
+    hollow.ink *= 1 - middle
+    for page, reaches in ((solid, False), (hollow, False)):
+        colour = flat_picture(page).round().astype(np.uint8)
+        paper = small_paper(colour)
+        mask = ink_mask(colour, paper, ink_darkness(colour, paper))
+        assert mask[30, 60] != (page is hollow)  # the hollow stroke's middle is paper in the mask
+        assert long_thin_ink(mask)[0] is reaches
 
 
 @pytest.mark.parametrize("x", [200, 46])

@@ -182,22 +182,27 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
             digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()], segment.box,
             names[digit] if names else None)))
     for number in whole:
-        lines[number] = _with_touching_apart(lines[number], _read_whole_line(text[number], number, settings))
+        read_whole, sureness = _read_whole_line(text[number], number, settings)
+        lines[number] = _with_touching_apart(lines[number], read_whole, sureness, settings)
     read = [lines[number] for number in sorted(lines)]
     return Reading([Line.of([item for _, item in line]) for line in read], [segment for line in read for segment, _ in line])
 
 
-def _with_touching_apart(cut: list[tuple[Segment, Item]], whole: list[tuple[Segment, Item]]
-                         ) -> list[tuple[Segment, Item]]:
+def _with_touching_apart(cut: list[tuple[Segment, Item]], whole: list[tuple[Segment, Item]], sureness: float,
+                         settings: ReadingSettings = DEFAULT_SETTINGS) -> list[tuple[Segment, Item]]:
     """A line that holds a piece too wide for one digit or one the digit model reads unsurely, as the
     line reader read it whole when it found more digits there than the digit model did (two that
-    touch, which no cut took apart), else as the digit model read it, which reads a digit on its own
-    more surely. On 100 photos each of seeds 0 and 1 (make_photos), numbers with two touching digits
-    went from 59% and 63% read fully right to 86% and 90% with wide pieces alone, and of the
-    200 with unsure ones too (92.5%: ReadingSettings.line_unsure, line_sure); numbers of 2-8 digits and single
-    digits read the same. Taking every such line from the line reader read 1-7 points fewer of the
-    other kinds right, and taking its reading of as many digits where it is surer only 0.5 point more."""
-    return whole if len(whole) > len(cut) else cut
+    touch, which no cut took apart) and read each of them surely (`sureness`, its least sure digit, at
+    least ReadingSettings.line_sure) or more surely than the digit model read its least sure one;
+    else as the digit model read it, which reads a digit on its own more surely. On 100 photos each
+    of seeds 0 and 1 (make_photos), numbers with two touching digits went from 59% and 63% read fully
+    right to 86% and 90% with wide pieces alone, and of the 200 with unsure ones too to 92.5%
+    (ReadingSettings.line_unsure); "or more surely" read 370 of seeds 0-3's 400 right, not 366, one
+    box photo and one of seed 0's 2,000 single digits fewer, the other kinds the same. Taking every
+    such line from the line reader read 1-7 points fewer of the other kinds right, and taking its
+    reading of as many digits where it is surer only 0.5 point more."""
+    surer = sureness >= settings.line_sure or sureness > min(item.probability for _, item in cut)
+    return whole if len(whole) > len(cut) and surer else cut
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,12 +211,14 @@ def _line_reader() -> LineReaderOnnx | None:
     return LineReaderOnnx(threads=1) if line_onnx_path() else None
 
 
-def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings) -> list[tuple[Segment, Item]]:
+def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings
+                     ) -> tuple[list[tuple[Segment, Item]], float]:
     """A line read whole by the line reader, each digit with its box and, as the 28x28 image it shows,
-    its columns of the line in MNIST's style; [] when it reads nothing there."""
+    its columns of the line in MNIST's style ([] when it reads nothing there), and the probability of
+    its least sure digit."""
     reading = _line_reader().read(line.ink)
-    if not reading.digits or min(reading.probabilities) < settings.line_sure:
-        return []  # the line reader unsure of a digit there: the digit model's reading stands
+    if not reading.digits:
+        return [], 0.0
     read = []
     for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions, reading.spans):
         columns = line.ink[:, x0:x1]
@@ -222,7 +229,7 @@ def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings) -> 
         probabilities = [round(value, 6) for value in distribution]
         segment = Segment(mnist_style(columns[top:bottom], settings), box, None, number)
         read.append((segment, Item(int(digit), probabilities[int(digit)], probabilities, box)))
-    return read
+    return read, min(reading.probabilities)
 
 
 def _read_segments(segments: list[Segment], classifier: Classifier,

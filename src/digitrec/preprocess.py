@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
-from digitrec.rules import remove_rules
+from digitrec.rules import remove_rules, stroke_width
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
@@ -69,9 +69,10 @@ class ReadingSettings:
     # ("11", "41") are no wider than one digit. Label smoothing caps sure digits near 0.9; a tenth of
     # single-digit photos fall under 0.86, a twentieth under 0.82 (make_photos, seeds 0 and 1).
     line_unsure: float = 0.8
-    # and its reading is taken only where it reads each digit with at least this probability: MNIST's
-    # flat, open 0 (test digit 1748) was read "87" at 0.68 and 0.54. On 200 touching photos (seeds 0
-    # and 1) floors of 0.6, 0.7 and 0.8 read 93.5%, 93.0% and 92.5% right, but at 0.7 two of seed 0's
+    # and its reading is taken where it reads each digit with at least this probability, or more surely
+    # than the digit model read its least sure digit there (predict._with_touching_apart): MNIST's flat,
+    # open 0 (test digit 1748) was read "87" at 0.68 and 0.54. On 200 touching photos (seeds 0 and 1)
+    # floors of 0.6, 0.7 and 0.8 alone read 93.5%, 93.0% and 92.5% right, but at 0.7 two of seed 0's
     # 2,000 single-digit photos came out as two digits (a 0 read "89", a 7 "57").
     line_sure: float = 0.8
 
@@ -248,13 +249,6 @@ def paper_surface(small: np.ndarray, rounds: int = 2) -> np.ndarray:
         strays = np.abs(values - terms @ coefficients)
         inside = strays <= 3 * 1.4826 * np.median(strays) + 0.01
     return (everywhere @ coefficients).astype(np.float32)
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Twice the area over the edge length: a stroke of width w and length l has area w*l and two
-    edges of length l."""
-    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
-    return 2 * np.count_nonzero(mask) / edge if edge else 0.0
 
 
 def as_mnist(gray: Image.Image) -> Segment | None:

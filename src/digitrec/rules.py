@@ -19,17 +19,20 @@ rule if it is continuous, thin for its length, lies on paper (paper on both side
 of it: a line through a row of digits has ink beside it) and spans a good share of the picture (a
 ruled line, a margin, a grid line; less when it runs off the picture at both ends), or if it is the
 wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
-picture, two walls or more between the same two. A written 1 is neither: it spans less of its
-picture, never runs off two sides of it, and a notebook's rules run off the page, so they never make
-walls. A faint grid, which the ink mask breaks into dots at its crossings, is searched again on masks
+picture, with paper beside it along a fifth of it (a digit's stem from edge to edge has strokes
+beside it), two walls or more between the same two. Beyond the picture's edge is paper: a grid line
+the edge cuts through is still on paper. A written 1 is neither: it spans less of its picture, never
+runs off two sides of it, and a notebook's rules run off the page, so they never make walls. A faint grid, which the ink mask breaks into dots at its crossings, is searched again on masks
 averaged along each direction (faint_lines), and the lines found there that the mask lacks are added.
 A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on both
 sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays, so
-the strokes a rule crosses stay whole; so does a band pixel far darker than its rule
-(bands_and_pen: pen written along a light rule). Detection runs on a copy reduced to
-DETECT_SIDE, so a large picture takes bounded time, and only where thin ink reaches across the
-picture (long_thin_ink): most pictures of digits have none, and skip the search. numpy,
-scipy.ndimage and Pillow only.
+the strokes a rule crosses stay whole, except along a box wall for longer than two pen widths (two
+digits pressed against it from both sides, which the wall would join); so does a band pixel far
+darker than its rule (bands_and_pen: pen written along a light rule). Detection runs on a copy
+reduced to DETECT_SIDE, so a large picture takes bounded time, and only where thin ink reaches
+across the picture (long_thin_ink, after a small closing: a pen with a light middle draws two thin
+outlines): most pictures of digits have none, and skip the search. numpy, scipy.ndimage and Pillow
+only.
 
 The constants were set on benchmarks/make_photos.py's paper kinds (MNIST test digits, seeds 0 and 1 of
 50 photos each) and are measured by benchmarks/read_photos.py; the notes beside them say what they
@@ -69,6 +72,7 @@ MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is 
 # shrinks a picture until its pen is about 8 px wide (preprocess.STROKE_PIXELS): thinner ink than this
 # reaching across the picture is what makes it worth searching for rules.
 THIN_PIXELS = 6
+CLOSE_PIXELS = 3  # px (detection scale): gaps this narrow inside a stroke are filled before the thin test
 # Pieces of thin ink: a faint grid that the ink mask breaks into dots leaves this many or more (60-637
 # in seed 0's squared photos that need the faint mask), a single digit's strokes 9 at the median (3 of
 # 69 single-digit photos reach 50). Fewer, and the faint mask is not looked at: it costs a digit 0.6 ms.
@@ -78,12 +82,17 @@ VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grid
 # a single written 1 fills at most ~70% of its picture's height)
 # A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
 EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
+# A wall has paper on both sides along this share of it: a digit's stem that ends on both edges of a
+# long box has strokes beside it (0.0-0.2), a wall a digit hugs for 60% of its length 0.29 (test_rules).
+# With PRESSED_STROKES, boxes seeds 0-2 (300 photos) read 287 -> 290 right; 0.3 read 291 but drops that wall.
+WALL_ON_PAPER = 0.2
 TOUCH_PIXELS = 4  # px (detection scale): a box wall's end lies this close past the edge of the rules it joins
 EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture's edge runs off the page
 # A band pixel darker than its rule by this share of the way from the rule's darkness to black is pen
 # (ink 0.85-0.9 dark in its darkest channel, light rules and grids 0.3-0.5, blurred thinner).
 STROKE_CONTRAST = 0.3
 RULE_PERCENTILE = 90  # a rule's darkness: this percentile of its band's ink (its core; pen is a small share)
+PRESSED_STROKES = 2.0  # pen widths: a stroke across a wall keeps about one pen width of it (1.5-3 read the same)
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
 
@@ -131,12 +140,13 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     if not reaches and dots >= GRID_DOTS:
         reaches, _ = long_thin_ink(reduce_any(ink_mask(colour, paper, darker / 2), factor))
     # The search then looks again on masks filled in along the lines (faint_lines).
-    horizontal, vertical, boxes = find_rules(mask, faint_lines(colour, paper, factor, mask)) if reaches else ([], [], [])
-    if not (horizontal or vertical):
+    horizontal, vertical, walls, boxes = (find_rules(mask, faint_lines(colour, paper, factor, mask)) if reaches
+                                          else ([], [], [], []))
+    if not (horizontal or vertical or walls):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
-    removed = rule_pixels(colour, paper, ink, [band_of(line, factor) for line in horizontal],
-                          [band_of(line, factor) for line in vertical])
+    removed = rule_pixels(colour, paper, ink, *([band_of(line, factor) for line in lines]
+                                                for lines in (horizontal, vertical, walls)))
     rows, columns = np.nonzero(removed)
     # The paper under a rule, from the small estimate: it varies slowly.
     grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
@@ -153,7 +163,10 @@ def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
     pieces of thin ink it holds. Thick strokes alone, as most pictures of digits have, cannot hold a
     rule, and are not searched: that search costs several times the rest of reading a picture."""
     side = THIN_PIXELS + 1
-    thin = mask & (ndimage.maximum_filter(ndimage.minimum_filter(mask.astype(np.uint8), side), side) == 0)
+    # Closed first: a pen whose middle is lighter than its edges leaves two thin outlines of every
+    # stroke in the mask, which reach across a single digit's picture (a third of them searched).
+    solid = ndimage.minimum_filter(ndimage.maximum_filter(mask.astype(np.uint8), CLOSE_PIXELS), CLOSE_PIXELS)
+    thin = mask & (ndimage.maximum_filter(ndimage.minimum_filter(solid, side), side) == 0)
     pieces, count = ndimage.label(thin, structure=np.ones((3, 3), bool))
     height, width = mask.shape
     return any(region[1].stop - region[1].start >= EDGE_SPAN * width
@@ -243,9 +256,9 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
 
 
 def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> tuple[list[Line], list[Line], list[tuple[float, float, float, float]]]:
-    """The horizontal rules, the vertical rules (margins, grid lines, box walls) and the form boxes in
-    reading order, in the mask's pixels. The lines are searched in the mask, then in the `filled`
+               ) -> tuple[list[Line], list[Line], list[Line], list[tuple[float, float, float, float]]]:
+    """The horizontal rules, the vertical rules (margins, grid lines), the form boxes' walls and the
+    boxes in reading order, in the mask's pixels. The lines are searched in the mask, then in the `filled`
     masks (faint_lines: a faint grid), judged on the mask; a line found in both is the mask's, whose
     thickness is the print's own (filled in, a rule takes in its blurred rim). Filling in only where
     the mask found a rule, or where only the faint mask reached across, read 3 fewer of seed 0's 100
@@ -255,14 +268,14 @@ def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = 
     lying, upright = line_pieces(mask, shortest), line_pieces(mask.T)
     horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
     vertical = spanning(upright, mask.T, VERTICAL_SPAN)
-    walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask.shape)
+    walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask)
     if filled is not None:
         lying_mask, upright_mask = filled
         found = spanning(line_pieces(lying_mask, shortest), mask, HORIZONTAL_SPAN, FILLED_ON_PAPER)
         horizontal += [line for line in found if not any(same_line(line, other) for other in horizontal)]
         vertical += [line for line in spanning(line_pieces(upright_mask.T), mask.T, VERTICAL_SPAN, FILLED_ON_PAPER)
                      if not any(same_line(line, other) for other in vertical + walls)]
-    return horizontal, vertical + walls, boxes
+    return horizontal, vertical, walls, boxes
 
 
 def same_line(a: Line, b: Line) -> bool:
@@ -307,8 +320,11 @@ def on_paper(line: Line, mask: np.ndarray) -> float:
     along = np.arange(int(line.start), int(line.end) + 1)
     centre = line.slope * along + line.offset
     beside = line.thickness / 2 + SIDE_PIXELS
-    sides = [np.clip(np.round(centre + offset), 0, mask.shape[0] - 1).astype(int) for offset in (-beside, beside)]
-    return float(np.mean(~mask[sides[0], along] & ~mask[sides[1], along]))
+    # Beyond the picture is paper: a grid line at its edge has one side cut off.
+    height = mask.shape[0]
+    sides = [np.round(centre + offset).astype(int) for offset in (-beside, beside)]
+    ink = [mask[np.clip(side, 0, height - 1), along] & (side >= 0) & (side < height) for side in sides]
+    return float(np.mean(~ink[0] & ~ink[1]))
 
 
 def bridged(mask: np.ndarray, gap: int) -> np.ndarray:
@@ -384,12 +400,12 @@ def ends_inside(line: Line, shape: tuple[int, int]) -> list[bool]:
             EDGE_PIXELS < line.across_at(along) < across_size - 1 - EDGE_PIXELS for along in (line.start, line.end)]
 
 
-def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int]
+def box_walls(upright: list[Line], horizontal: list[Line], mask: np.ndarray
               ) -> tuple[list[Line], list[tuple[float, float, float, float]]]:
     """The vertical pieces that are form box walls, and the boxes between neighbouring walls (x0, y0,
     x1, y1), row by row from the top, left to right. A wall ends on a rule above and one below, and
     those rules end inside the picture: a form's box edges do, a notebook's rules run off the page."""
-    edges = [line for line in horizontal if all(ends_inside(line, shape))]
+    edges = [line for line in horizontal if all(ends_inside(line, mask.shape))]
 
     def edge_at(x: float, y: float) -> int | None:
         for index, edge in enumerate(edges):
@@ -402,20 +418,23 @@ def box_walls(upright: list[Line], horizontal: list[Line], shape: tuple[int, int
     for wall in upright:
         top = edge_at(wall.across_at(wall.start), wall.start)
         bottom = edge_at(wall.across_at(wall.end), wall.end)
-        if top is not None and bottom is not None and top != bottom:
+        if top is not None and bottom is not None and top != bottom and on_paper(wall, mask.T) >= WALL_ON_PAPER:
             rows.setdefault((top, bottom), []).append(wall)
     walls, boxes = [], []
     for (top, bottom), members in sorted(rows.items(), key=lambda item: edges[item[0][0]].offset):
         if len(members) < 2:  # one stroke from edge to edge is no box
             continue
-        members.sort(key=lambda wall: wall.across_at((wall.start + wall.end) / 2))
+        members.sort(key=middle_of)
         walls += members
         for left, right in zip(members, members[1:]):
-            x0 = left.across_at((left.start + left.end) / 2)
-            x1 = right.across_at((right.start + right.end) / 2)
+            x0, x1 = middle_of(left), middle_of(right)
             middle = (x0 + x1) / 2
             boxes.append((x0, edges[top].across_at(middle), x1, edges[bottom].across_at(middle)))
     return walls, boxes
+
+
+def middle_of(line: Line) -> float:
+    return line.across_at((line.start + line.end) / 2)
 
 
 def band_of(line: Line, factor: int) -> Line:
@@ -464,14 +483,18 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
 
 
 def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizontal: list[Line],
-                vertical: list[Line]) -> np.ndarray:
+                vertical: list[Line], walls: list[Line]) -> np.ndarray:
     """The rules' bands less the stroke pixels in them: a band pixel that is ink with stroke ink
     directly on both sides across the rule belongs to a stroke the rule crosses, and one far darker
-    than its rule is pen (bands_and_pen)."""
+    than its rule is pen (bands_and_pen). Along a box wall, such pixels running further than
+    PRESSED_STROKES pen widths are two digits pressed against the wall from both sides, not a stroke
+    across it: they go with the wall (else the wall joins the digits and reads as a 1 between them)."""
     band_h, pen_h = bands_and_pen(colour, paper, ink, horizontal, upright=False)
+    band_w, pen_w = bands_and_pen(colour, paper, ink, walls, upright=True)
     band_v, pen_v = bands_and_pen(colour, paper, ink, vertical, upright=True)
+    band_v, pen_v = band_v | band_w, pen_v | pen_w
     stroke = ink & ~band_h & ~band_v
-    widest = max((line.thickness for line in horizontal + vertical), default=0)
+    widest = max((line.thickness for line in horizontal + vertical + walls), default=0)
     reach = int(np.ceil(widest)) + 2
     removed = band_h | band_v
     rows, columns = np.nonzero(band_h & ink)
@@ -480,8 +503,25 @@ def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizont
     columns, rows = np.nonzero((band_v & ink).T)
     crossing = on_both_sides(stroke.T, columns, rows, reach)
     removed[rows[crossing], columns[crossing]] = False
+    if walls:
+        removed |= pressed_against(~removed & band_w & ink, PRESSED_STROKES * stroke_width(stroke))
     # Where two rules cross, the print is darker than either: not pen.
     return removed & ~((pen_h | pen_v) & ~(band_h & band_v))
+
+
+def pressed_against(kept: np.ndarray, longest: float) -> np.ndarray:
+    """The pieces of `kept` (stroke pixels kept in a wall's band) running more than `longest` rows."""
+    pieces, _ = ndimage.label(kept, structure=np.ones((3, 3), bool))
+    long = [number for number, region in enumerate(ndimage.find_objects(pieces), start=1)
+            if region is not None and region[0].stop - region[0].start > longest]
+    return np.isin(pieces, long) if long else np.zeros(kept.shape, bool)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Twice the area over the edge length: a stroke of width w and length l has area w*l and two
+    edges of length l."""
+    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    return 2 * np.count_nonzero(mask) / edge if edge else 0.0
 
 
 def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:
