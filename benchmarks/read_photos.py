@@ -78,16 +78,10 @@ def read_all(photos: list[Photo], loaded: Classifier) -> dict[str, tuple[list[st
     return results
 
 
-def without_cuts(photos: list[Photo], loaded: Classifier) -> float:
-    """The share read right when wide digits are never tried as two that touch."""
-    never_cut = replace(DEFAULT_SETTINGS, split_margin=float("inf"))
-    return share_right([ours(photo.data, loaded, never_cut) for photo in photos], photos)
-
-
-def without_line_reader(photos: list[Photo], loaded: Classifier) -> float:
-    """The share read right when no line is read whole by the line reader (cutting alone)."""
-    cutting_only = replace(DEFAULT_SETTINGS, whole_lines=False)
-    return share_right([ours(photo.data, loaded, cutting_only) for photo in photos], photos)
+def right_with(photos: list[Photo], loaded: Classifier, **settings) -> float:
+    """The share read right with these ReadingSettings changed (whole_lines=False: no line reader)."""
+    changed = replace(DEFAULT_SETTINGS, **settings)
+    return share_right([ours(photo.data, loaded, changed) for photo in photos], photos)
 
 
 def share_right(answers: list[str], photos: list[Photo]) -> float:
@@ -231,11 +225,12 @@ def main() -> None:
                  "baseline resizes the whole photo to 28x28 (inverted when the paper is light) and, for numbers, is "
                  "told how many digits to cut it into. "
                  f"Of the {len(wrong)} numbers digitrec reads wrong, {model_errors} hold a digit the model misreads "
-                 "even as MNIST has it; the rest are the photo's doing. Without trying wide digits as two that touch "
-                 f"(`split_margin` off), digitrec reads {percent(without_cuts(numbers, loaded))} of the "
-                 f"numbers and {percent(without_cuts(touching, loaded))} of the ones with touching digits; without "
-                 f"the line reader (cutting alone), {percent(without_line_reader(numbers, loaded))} and "
-                 f"{percent(without_line_reader(touching, loaded))}.")
+                 "even as MNIST has it; the rest are the photo's doing. Without the line reader, which reads wide "
+                 "and unsure digits' lines whole, digitrec cuts wide digits in two instead: then it reads "
+                 f"{percent(right_with(numbers, loaded, whole_lines=False))} of the numbers and "
+                 f"{percent(right_with(touching, loaded, whole_lines=False))} of the ones with touching digits; "
+                 f"with neither, {percent(right_with(numbers, loaded, whole_lines=False, split_margin=float('inf')))} "
+                 f"and {percent(right_with(touching, loaded, whole_lines=False, split_margin=float('inf')))}.")
         write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)
 
 

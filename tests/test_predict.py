@@ -136,7 +136,8 @@ def test_a_flat_open_zero_is_not_cut_into_a_one_and_a_seven(quick_model, mnist):
     halves = [predict._classify(list(cut), quick_model) for cut in segment.cuts()]
     assert any([int(row.argmax()) for row in cut] == [1, 7] and float(cut.max(1).min()) > 0.75 for cut in halves)
     assert read_image(photo, quick_model).digits == "0"
-    assert read_image(photo, quick_model, settings=replace(DEFAULT_SETTINGS, split_margin=0.0)).digits == "0"
+    cutting = replace(DEFAULT_SETTINGS, whole_lines=False, split_margin=0.0)  # cuts are tried without the line reader
+    assert read_image(photo, quick_model, settings=cutting).digits == "0"
 
 
 def test_a_blank_picture_is_a_clear_error(quick_model):

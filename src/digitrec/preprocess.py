@@ -59,7 +59,7 @@ class ReadingSettings:
     wide_aspect: float = 0.9  # a digit wider than this times its height may be two that touch (the model decides)
     cut_range: tuple[float, float] = (0.3, 0.7)  # where, across its width, such a pair is cut,
     cuts: int = 4  # and in how many places at most
-    split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read to be taken
+    split_margin: float = 0.3  # how much surer than the whole both halves of a cut must be read (no line reader)
     line_overlap: float = 0.5  # a digit shares this much of the lower one's height with the digit before it on its line
     # A line holding a piece too wide for one digit (two that touch) is read whole by the line reader
     # (weights/line.onnx), which needs no cut: on photos of numbers with two touching digits it read
