@@ -151,6 +151,23 @@ def test_digits_pressed_against_a_wall_from_both_sides_come_apart():
     assert not removed[88:93, 198:203].any()  # the bar across the next wall
 
 
+def test_strokes_sitting_along_a_light_rule_keep_their_pixels_in_its_band():
+    """Bars and bases written along a notebook rule, a third of its length: they are far darker than
+    the light rule, so their pixels in its band are pen and stay; the rest of the rule goes. (Judged
+    against the darkest of the band, the rule looks as dark as the pen wherever a number sits on it.)"""
+    page, ys = ruled()
+    y = int(ys[1])
+    for x0, x1 in ((100, 170), (250, 310)):
+        stroke(page.ink, x0, y - 3, x1, y - 3)  # its lower edge on the rule's middle
+    picture = flat_picture(page).round().astype(np.uint8)
+    after = ink_of(remove_rules(picture).cleaned.astype(np.float32))
+    drawn = ink_without_rules(page)
+    kept = after[y - 2:y + 1, 105:165] & drawn[y - 2:y + 1, 105:165]
+    assert drawn[y - 2:y + 1, 105:165].all()
+    assert kept.mean() > 0.9
+    assert not after[y - 2:y + 3, 180:240].any()  # the rule between the strokes is gone
+
+
 def test_grid_line_at_the_edge_is_removed():
     """A grid line the picture's edge cuts through has paper on one side only; it is a rule all the
     same (left in, it is a 1 at the end of the number)."""
