@@ -23,7 +23,8 @@ from digitrec.errors import UnsupportedInput  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
-from digitrec.rules import ink_darkness, ink_mask, long_thin_ink, remove_rules, small_paper  # noqa: E402
+from digitrec.rules import (Line, bands_and_pen, ink_darkness, ink_mask, long_thin_ink, remove_rules,  # noqa: E402
+                            small_paper)
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -166,6 +167,17 @@ def test_strokes_sitting_along_a_light_rule_keep_their_pixels_in_its_band():
     assert drawn[y - 2:y + 1, 105:165].all()
     assert kept.mean() > 0.9
     assert not after[y - 2:y + 3, 180:240].any()  # the rule between the strokes is gone
+
+
+def test_a_rule_no_darker_than_its_paper_estimate_has_no_pen_and_no_error():
+    """The server's fuzzing found a tiny picture whose line's pixels were all as light as the paper
+    under them: its darkness along the line has no positive step, and the rule is still measured."""
+    colour = np.full((10, 60, 3), 200, np.uint8)
+    paper = np.full((4, 4, 3), 150, np.float32)  # the estimate darker than the picture
+    ink = np.zeros((10, 60), bool)
+    ink[4:6] = True
+    band, pen = bands_and_pen(colour, paper, ink, [Line(0.0, 5.0, 2.0, 0.0, 59.0)], upright=False)
+    assert band[4:6].all() and not pen.any()
 
 
 def test_grid_line_at_the_edge_is_removed():

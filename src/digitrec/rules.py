@@ -481,9 +481,9 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
         darkness = (1 - colour[rows, columns] / under).max(axis=1)
         # Its darkness along its length: the darkest band pixel at each step along it (its core,
         # wherever the fit lies), and of those the median: pen along it is a minority of its length.
-        ridge = np.zeros(int(along.max()) - int(along.min()) + 1, np.float32)
+        ridge = np.full(int(along.max()) - int(along.min()) + 1, -np.inf, np.float32)
         np.maximum.at(ridge, along[on_ink] - int(along.min()), darkness[on_ink])
-        rule = float(np.percentile(ridge[ridge > 0], RULE_PERCENTILE))
+        rule = float(np.percentile(ridge[np.isfinite(ridge)], RULE_PERCENTILE))
         stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
         pen[rows[stroke], columns[stroke]] = True
     return band, pen
