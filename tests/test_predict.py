@@ -402,7 +402,6 @@ def test_a_touching_pair_no_wider_than_one_digit_is_read_by_the_line_reader_when
     assert right(DEFAULT_SETTINGS) >= right(wide_only) + 3
 
 
-
 def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_digit_models():
     """A touching pair read as one digit: the line reader's two digits replace it when it reads both
     surely, or more surely than the digit model read its digit; never when it finds no more digits."""

@@ -22,8 +22,9 @@ wall of a form box: a vertical line ending on two horizontal rules that themselv
 picture, with paper beside it along a fifth of it (a digit's stem from edge to edge has strokes
 beside it), two walls or more between the same two. Beyond the picture's edge is paper: a grid line
 the edge cuts through is still on paper. A written 1 is neither: it spans less of its picture, never
-runs off two sides of it, and a notebook's rules run off the page, so they never make walls. A faint grid, which the ink mask breaks into dots at its crossings, is searched again on masks
-averaged along each direction (faint_lines), and the lines found there that the mask lacks are added.
+runs off two sides of it, and a notebook's rules run off the page, so they never make walls. A faint
+grid, which the ink mask breaks into dots at its crossings, is searched again on masks averaged along
+each direction (faint_lines), and the lines found there that the mask lacks are added.
 A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on both
 sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays, so
 the strokes a rule crosses stay whole, except along a box wall for longer than two pen widths (two
@@ -72,10 +73,10 @@ MAX_THICKNESS = 8  # px (detection scale): printed rules are 1-3 px; thicker is 
 # shrinks a picture until its pen is about 8 px wide (preprocess.STROKE_PIXELS): thinner ink than this
 # reaching across the picture is what makes it worth searching for rules.
 THIN_PIXELS = 6
-CLOSE_PIXELS = 3  # px (detection scale): gaps this narrow inside a stroke are filled before the thin test
-# Pieces of thin ink: a faint grid that the ink mask breaks into dots leaves this many or more (60-637
-# in seed 0's squared photos that need the faint mask), a single digit's strokes 9 at the median (3 of
-# 69 single-digit photos reach 50). Fewer, and the faint mask is not looked at: it costs a digit 0.6 ms.
+CLOSE_PIXELS = 3  # px (detection scale): gaps inside a stroke narrower than this are filled before the thin test
+# Pieces of thin ink: a faint grid that the ink mask breaks into dots leaves this many or more (65-624
+# in seed 0's squared photos that need the faint mask), a single digit's strokes 6 at the median (2 of
+# 200 single-digit photos reach 50). Fewer, and the faint mask is not looked at: it costs a digit 0.6 ms.
 GRID_DOTS = 50
 HORIZONTAL_SPAN = 0.35  # a horizontal rule spans this share of the width (a row of 2 form boxes: ~40%)
 VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grids run off the page;
@@ -91,7 +92,7 @@ EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture
 # A band pixel darker than its rule by this share of the way from the rule's darkness to black is pen
 # (ink 0.85-0.9 dark in its darkest channel, light rules and grids 0.3-0.5, blurred thinner).
 STROKE_CONTRAST = 0.3
-RULE_PERCENTILE = 50  # a rule's darkness: this percentile along it of its core's (bands_and_pen; 35 reads the same)
+RULE_PERCENTILE = 50  # a rule's darkness: this percentile along it of its core's (bands_and_pen; 35: the same)
 PRESSED_STROKES = 2.0  # pen widths: a stroke across a wall keeps about one pen width of it (1.5-3 read the same)
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 
