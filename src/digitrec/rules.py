@@ -43,7 +43,7 @@ were weighed against.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -95,6 +95,13 @@ STROKE_CONTRAST = 0.3
 RULE_PERCENTILE = 50  # a rule's darkness: this percentile along it of its core's (bands_and_pen; 35: the same)
 PRESSED_STROKES = 2.0  # pen widths: a stroke across a wall keeps about one pen width of it (1.5-3 read the same)
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
+GRID_RULES = 3  # evenly spaced rules, at least this many, make a grid whose missing lines are looked for
+GRID_TOLERANCE = 0.15  # of the spacing: a grid line lies this close to where the spacing puts it
+GRID_SLOPE = 0.05  # and turns this little (3 degrees) from its neighbour (perspective turns them apart)
+GRID_THICKER = 2.0  # px (detection scale): and is at most this much thicker than it
+# px (detection scale): a found rule is followed past its ends over gaps up to this: strokes crossing
+# it (reading shrinks a picture until its pen is about 8 px wide) and dashes of a faint rule.
+CROSS_PIXELS = 16
 
 
 @dataclass(frozen=True)
@@ -244,15 +251,19 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
     under = paper[np.arange(height)[:, None] * paper.shape[0] // height,
                   np.arange(width)[None, :] * paper.shape[1] // width]
     darkness = (1 - small / under).max(axis=2)
+    averaged = [ndimage.uniform_filter1d(darkness, RUN_PIXELS, axis=along) for along in (1, 0)]
+    spreads = []
+    for along, mean in zip((1, 0), averaged):
+        differences = np.abs(np.diff(mean[::2, ::2], axis=1 - along))  # none in a picture a few pixels wide
+        spreads.append(float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0)
+    # The paper's noise is the same both ways, but lines across the differences add to them: a grid's
+    # lines on a small picture took a third of one direction's (lines at 0.20, its limit 0.22).
+    spread = min(spreads)
     filled = []
-    for along in (1, 0):
-        averaged = ndimage.uniform_filter1d(darkness, RUN_PIXELS, axis=along)
-        sample = averaged[::2, ::2]
-        differences = np.abs(np.diff(sample, axis=1 - along))  # none in a picture a few pixels wide
-        spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
-        limit = max(MIN_DARKNESS, float(np.median(sample)) + NOISE_SIGMAS * spread)
+    for mean in averaged:
+        limit = max(MIN_DARKNESS, float(np.median(mean[::2, ::2])) + NOISE_SIGMAS * spread)
         # A filled pixel is faintly dark itself: paper beside a stroke only borrows the stroke's darkness.
-        filled.append(mask | ((averaged > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
+        filled.append(mask | ((mean > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
     return filled[0], filled[1]
 
 
@@ -270,13 +281,86 @@ def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = 
     horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
     vertical = spanning(upright, mask.T, VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask)
+    upright = [line for line in upright if line not in walls]
+    lying_mask, upright_mask = filled if filled is not None else (mask, mask)
     if filled is not None:
-        lying_mask, upright_mask = filled
-        found = spanning(line_pieces(lying_mask, shortest), mask, HORIZONTAL_SPAN, FILLED_ON_PAPER)
-        horizontal += [line for line in found if not any(same_line(line, other) for other in horizontal)]
-        vertical += [line for line in spanning(line_pieces(upright_mask.T), mask.T, VERTICAL_SPAN, FILLED_ON_PAPER)
-                     if not any(same_line(line, other) for other in vertical + walls)]
-    return horizontal, vertical, walls, boxes
+        lying_filled, upright_filled = line_pieces(lying_mask, shortest), line_pieces(upright_mask.T)
+        horizontal += unseen(spanning(lying_filled, mask, HORIZONTAL_SPAN, FILLED_ON_PAPER), horizontal)
+        vertical += unseen(spanning(upright_filled, mask.T, VERTICAL_SPAN, FILLED_ON_PAPER), vertical + walls)
+        lying, upright = lying + lying_filled, upright + upright_filled
+    horizontal += unseen(on_grid(lying, horizontal, mask), horizontal)
+    vertical += unseen(on_grid(upright, vertical, mask.T), vertical + walls)
+    return ([followed(line, lying_mask) for line in horizontal], [followed(line, upright_mask.T) for line in vertical],
+            walls, boxes)
+
+
+def unseen(lines: list[Line], found: list[Line]) -> list[Line]:
+    """The lines not already found, and each once."""
+    kept: list[Line] = []
+    for line in lines:
+        if not any(same_line(line, other) for other in found + kept):
+            kept.append(line)
+    return kept
+
+
+def on_grid(pieces: list[Line], rules: list[Line], mask: np.ndarray) -> list[Line]:
+    """The pieces that lie where the rules' even spacing puts a rule (a grid's or a notebook's lines,
+    GRID_RULES or more of them): the grid lines that digits cut into pieces too short to span the
+    picture, or that a shadow leaves too faint in part. Printed as their neighbours are: parallel,
+    as thin, and on paper as much as a line found only filled in (the mask's rows run along them).
+    A 1 written on a grid line is thicker than the line, and has little paper beside it."""
+    if len(rules) < GRID_RULES:
+        return []
+    middle = mask.shape[1] / 2
+    positions = np.sort([rule.across_at(middle) for rule in rules])
+    gaps = np.diff(positions)
+    pitch = float(np.median(gaps))
+    if pitch <= 0 or np.mean(np.abs(gaps / pitch - np.round(gaps / pitch)) <= GRID_TOLERANCE) < 0.8:
+        return []  # not evenly spaced: no grid to complete
+    found = []
+    for piece in pieces:
+        along = (piece.start + piece.end) / 2
+        distances = np.array([piece.across_at(along) - rule.across_at(along) for rule in rules])
+        nearest = int(np.abs(distances).argmin())
+        steps = abs(distances[nearest]) / pitch
+        if (1 <= round(steps) <= 2 and abs(steps - round(steps)) <= GRID_TOLERANCE
+                and abs(piece.slope - rules[nearest].slope) <= GRID_SLOPE and thin(piece)
+                and piece.thickness <= rules[nearest].thickness + GRID_THICKER
+                and on_paper(piece, mask) >= FILLED_ON_PAPER):
+            found.append(piece)
+    return found
+
+
+def followed(line: Line, mask: np.ndarray) -> Line:
+    """The rule followed past its ends for as long as the mask (its rows run along the rule) has ink
+    on it with paper beside it on one side at least, over gaps up to CROSS_PIXELS: a rule is found
+    where its pieces hang together, and digits crossing it, or a shadow, leave its ends as pieces of
+    their own, read as digits if they stayed. A stroke lying along the line (a 1 on a grid line) has
+    ink on both sides: the rule is not followed along it, or its darkness would be the pen's."""
+    length = mask.shape[1]
+    along = np.arange(length)
+    centre = line.slope * along + line.offset
+
+    def ink_at(offset: float) -> np.ndarray:
+        rows = np.round(centre + offset).astype(int)
+        return mask[rows.clip(0, mask.shape[0] - 1), along] & (rows >= 0) & (rows < mask.shape[0])
+
+    reach = int(np.ceil(line.thickness / 2))
+    on_line = np.logical_or.reduce([ink_at(step) for step in range(-reach, reach + 1)])
+    beside = line.thickness / 2 + SIDE_PIXELS
+    clear = on_line & ~(ink_at(-beside) & ink_at(beside))
+    start, end = int(line.start), int(line.end)
+    return replace(line, start=float(start - ink_run(clear[start::-1], CROSS_PIXELS)),
+                   end=float(end + ink_run(clear[end:], CROSS_PIXELS)))
+
+
+def ink_run(present: np.ndarray, gap: int) -> int:
+    """How far the ink goes on from present[0] before a gap wider than `gap`."""
+    index = np.flatnonzero(present)
+    if not index.size or index[0] > gap:
+        return 0
+    breaks = np.flatnonzero(np.diff(index) > gap + 1)
+    return int(index[breaks[0]] if breaks.size else index[-1])
 
 
 def same_line(a: Line, b: Line) -> bool:
