@@ -403,18 +403,43 @@ def test_a_touching_pair_no_wider_than_one_digit_is_read_by_the_line_reader_when
     assert right(DEFAULT_SETTINGS) >= right(wide_only) + 3
 
 
+def test_a_numbers_narrow_touching_pair_read_surely_as_one_digit_is_read_by_the_line_reader(mnist):
+    """In a number, a touching pair with a narrow digit in it ("17" in 417, "91" in 891) can be read
+    surely as one digit, no wider than many single digits: a piece wider than 0.7 of its height sends
+    its line to the line reader (ReadingSettings.line_aspect), and without that the number loses a digit."""
+    import dataclasses
+
+    from digitrec.inference import default_model
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photos
+
+    photos = [make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "touching", k + 1, seed)[k]
+              for seed, k in ((0, 193), (1, 106))]
+    assert [photo.digits for photo in photos] == ["417", "891"]
+    never = dataclasses.replace(DEFAULT_SETTINGS, line_aspect=float("inf"))
+    for photo in photos:
+        assert read_image(photo.data, default_model()).digits == photo.digits
+        assert len(read_image(photo.data, default_model(), settings=never).digits) < len(photo.digits)
+
+
 def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_digit_models():
     """A touching pair read as one digit: the line reader's two digits replace it when it reads both
     surely, or more surely than the digit model read its digit; never when it finds no more digits."""
-    from digitrec.predict import _with_touching_apart
+    from digitrec.line_reading import Reading as LineReading
+    from digitrec.predict import _takes_whole
 
     def read(*digits: tuple[int, float]) -> list[tuple[Segment, Item]]:
         return [(Segment(np.zeros((28, 28), np.uint8), (10 * k, 0, 10 * k + 9, 20)),
                  Item(digit, probability, [probability if d == digit else 0.0 for d in range(10)], (10 * k, 0, 10 * k + 9, 20)))
                 for k, (digit, probability) in enumerate(digits)]
 
-    cut, whole = read((4, 0.45)), read((4, 0.99), (1, 0.65))
-    assert _with_touching_apart(cut, whole, 0.65) is whole  # unsure, but surer than the digit model
-    assert _with_touching_apart(read((4, 0.7)), whole, 0.65) is not whole  # less sure than it
-    assert _with_touching_apart(read((4, 0.95)), whole, 0.85) is whole  # sure
-    assert _with_touching_apart(read((4, 0.3), (1, 0.3)), whole, 0.99) is not whole  # no more digits
+    def whole(*probabilities: float) -> LineReading:
+        return LineReading("41"[:len(probabilities)], list(probabilities), [(k, k + 1) for k in range(len(probabilities))],
+                           [[0.1] * 10 for _ in probabilities])
+
+    assert _takes_whole(read((4, 0.45)), whole(0.99, 0.65))  # unsure, but surer than the digit model
+    assert not _takes_whole(read((4, 0.7)), whole(0.99, 0.65))  # less sure than it
+    assert _takes_whole(read((4, 0.95)), whole(0.99, 0.85))  # sure
+    assert not _takes_whole(read((4, 0.3), (1, 0.3)), whole(0.99, 0.99))  # no more digits
+    assert not _takes_whole(read((4, 0.3)), LineReading("", [], [], []))  # nothing read

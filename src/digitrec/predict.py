@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -16,6 +17,7 @@ from PIL import Image
 from digitrec.classifier import Classifier
 from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.line_reading import LineReaderOnnx, line_onnx_path
+from digitrec.line_reading import Reading as LineReading  # predict's own Reading is the whole picture's
 from digitrec.preprocess import (DEFAULT_SETTINGS, ReadingSettings, Segment, TextLine, decode_image, mnist_style,
                                  preprocess_object, preprocess_page)
 
@@ -168,7 +170,6 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
                                    "give a picture of one thing on a plain background")
         raise UnsupportedInput(f"no digits found in {name}: it is blank, or its marks are too faint or too "
                                "small; write the digits darker and larger than any specks around them")
-    wide = {segment.line for segment in segments if segment.cuts}
     # Only digits are read whole, and only on the lines preprocess found (none for a picture already
     # in MNIST's form); never under --single, which is one digit by the caller's word. Where lines are
     # read whole, no digit is cut in two: the line reader reads the pairs cuts were for (seeds 0-4 of
@@ -180,6 +181,10 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     else:
         segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
     unsure = {segment.line for segment, row in zip(segments, probabilities) if row.max() < settings.line_unsure}
+    # A lone piece is read whole only when it is as wide as two digits (ReadingSettings.line_aspect).
+    pieces = Counter(segment.line for segment in segments)
+    wide = {segment.line for segment in segments if segment.cuts or (pieces[segment.line] > 1 and (
+        segment.box[2] - segment.box[0] > settings.line_aspect * (segment.box[3] - segment.box[1])))}
     whole = wide | unsure if reads_lines else set()
     lines: dict[int, list[tuple[Segment, Item]]] = {}
     for segment, row in zip(segments, probabilities):
@@ -188,28 +193,30 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
             digit, round(float(row[digit]), 6), [round(value, 6) for value in row.tolist()], segment.box,
             names[digit] if names else None)))
     for number in whole:
-        read_whole, sureness = _read_whole_line(text[number], number, settings)
-        lines[number] = _with_touching_apart(lines[number], read_whole, sureness, settings)
+        reading = _line_reader().read(text[number].ink)
+        if _takes_whole(lines[number], reading, settings):
+            lines[number] = _read_whole_line(text[number], number, reading, settings)
     read = [lines[number] for number in sorted(lines)]
     return Reading([Line.of([item for _, item in line]) for line in read], [segment for line in read for segment, _ in line])
 
 
-def _with_touching_apart(by_piece: list[tuple[Segment, Item]], whole: list[tuple[Segment, Item]],
-                         sureness: float, settings: ReadingSettings = DEFAULT_SETTINGS
-                         ) -> list[tuple[Segment, Item]]:
-    """A line that holds a piece too wide for one digit or one the digit model reads unsurely, as the
-    line reader read it whole when it found more digits there than the digit model did on its pieces
-    (`by_piece`: two that touch) and read each of them surely (`sureness`, its least sure digit, at
-    least ReadingSettings.line_sure) or more surely than the digit model read its least sure one;
-    else as the digit model read it, which reads a digit on its own more surely. On 100 photos each
+def _takes_whole(by_piece: list[tuple[Segment, Item]], whole: LineReading, settings: ReadingSettings = DEFAULT_SETTINGS
+                 ) -> bool:
+    """Whether a line that holds a piece as wide as two digits or one the digit model reads unsurely
+    is read as the line reader read it whole (`whole`): where it found more digits there than the
+    digit model did on its pieces (`by_piece`: two that touch) and read each of them surely (its least
+    sure digit at least ReadingSettings.line_sure) or more surely than the digit model read its least
+    sure one; else the digit model's reading stands, which reads a digit on its own more surely. On 100 photos each
     of seeds 0 and 1 (make_photos), numbers with two touching digits went from 59% and 63% read fully
     right to 86% and 90% with wide pieces alone, and of the 200 with unsure ones too to 92.5%
     (ReadingSettings.line_unsure); "or more surely" read 370 of seeds 0-3's 400 right, not 366, one
     box photo and one of seed 0's 2,000 single digits fewer, the other kinds the same. Taking every
     such line from the line reader read 1-7 points fewer of the other kinds right, and taking its
     reading of as many digits where it is surer only 0.5 point more."""
-    surer = sureness >= settings.line_sure or sureness > min(item.probability for _, item in by_piece)
-    return whole if len(whole) > len(by_piece) and surer else by_piece
+    if len(whole.digits) <= len(by_piece):
+        return False
+    sureness = min(whole.probabilities)
+    return sureness >= settings.line_sure or sureness > min(item.probability for _, item in by_piece)
 
 
 @functools.lru_cache(maxsize=1)
@@ -218,14 +225,10 @@ def _line_reader() -> LineReaderOnnx | None:
     return LineReaderOnnx(threads=1) if line_onnx_path() else None
 
 
-def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings
-                     ) -> tuple[list[tuple[Segment, Item]], float]:
-    """A line read whole by the line reader, each digit with its box and, as the 28x28 image it shows,
-    its columns of the line in MNIST's style ([] when it reads nothing there), and the probability of
-    its least sure digit."""
-    reading = _line_reader().read(line.ink)
-    if not reading.digits:
-        return [], 0.0
+def _read_whole_line(line: TextLine, number: int, reading: LineReading, settings: ReadingSettings
+                     ) -> list[tuple[Segment, Item]]:
+    """The line as the line reader read it whole (`reading`), each digit with its box and, as the 28x28
+    image it shows, its columns of the line in MNIST's style. Made only for a reading that is taken."""
     read = []
     for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions, reading.spans):
         columns = line.ink[:, x0:x1]
@@ -236,7 +239,7 @@ def _read_whole_line(line: TextLine, number: int, settings: ReadingSettings
         probabilities = [round(value, 6) for value in distribution]
         segment = Segment(mnist_style(columns[top:bottom], settings), box, None, number)
         read.append((segment, Item(int(digit), probabilities[int(digit)], probabilities, box)))
-    return read, min(reading.probabilities)
+    return read
 
 
 def _read_segments(segments: list[Segment], classifier: Classifier,

@@ -65,12 +65,19 @@ class ReadingSettings:
     # (weights/line.onnx), which needs no cut: on photos of numbers with two touching digits it read
     # far more right than cutting (docs/line-reader-card.md); False keeps to cutting.
     whole_lines: bool = True
+    # In a number (a line of two pieces or more), so is a line with a piece wider than this share of its
+    # height: a pair written into each other with a narrow digit in it ("17" in 417) can be read surely as
+    # one digit, and is no wider than many single digits (a 4 is 0.78 of its height at the median of
+    # single-digit photos, 1.05 at the 95th percentile; a 0 0.9 and 1.25). Touching photos of seeds 0-3
+    # (800): 754 -> 757 read right; numbers of seeds 0 and 1 (1,000): one fewer. A lone piece is left to
+    # wide_aspect: read twice, most single digits would take a fifth longer (0.7 sends 72% of them).
+    line_aspect: float = 0.7
     # So is a line with a digit read less surely than this: two touching digits with a 1 among them
     # ("11", "41") are no wider than one digit. Label smoothing caps sure digits near 0.9; a tenth of
     # single-digit photos fall under 0.86, a twentieth under 0.82 (make_photos, seeds 0 and 1).
     line_unsure: float = 0.8
     # and its reading is taken where it reads each digit with at least this probability, or more surely
-    # than the digit model read its least sure digit there (predict._with_touching_apart): MNIST's flat,
+    # than the digit model read its least sure digit there (predict._takes_whole): MNIST's flat,
     # open 0 (test digit 1748) was read "87" at 0.68 and 0.54. On 200 touching photos (seeds 0 and 1)
     # floors of 0.6, 0.7 and 0.8 alone read 93.5%, 93.0% and 92.5% right, but at 0.7 two of seed 0's
     # 2,000 single-digit photos came out as two digits (a 0 read "89", a 7 "57").
