@@ -133,6 +133,21 @@ def test_form_boxes_are_found_in_order_and_removed():
     assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.85
 
 
+def test_stems_from_edge_to_edge_of_a_long_box_are_no_walls(mnist):
+    """A photo of one long box (make_photos' boxes, seed 0, photo 87: 09809) whose 8 and 9 reach from its
+    top edge to near its bottom one, with paper beside them, as a wall would; but they stop short of
+    the bottom edge's middle, where the box's printed sides run into its edges: one box, not four."""
+    import io
+
+    from make_photos import make_photos
+
+    photo = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "boxes", 88, seed=0)[87]
+    assert photo.digits == "09809"
+    ruling = remove_rules(np.asarray(Image.open(io.BytesIO(photo.data)).convert("RGB")))
+    assert len(ruling.boxes) == 1
+    assert read_image(photo.data, default_model()).digits == "09809"
+
+
 def test_digits_pressed_against_a_wall_from_both_sides_come_apart():
     """Two digits pressed against the wall between their boxes, one on each side: the wall goes
     between them (kept, it joins them and reads as a 1 between the two). A stroke across the next
