@@ -17,10 +17,12 @@ over the slopes a photo's rules take (a turned, tilted page), fitted by least sq
 core, taken out, and the rest searched again (strokes join several rules into one piece). A line is a
 rule if it is continuous, thin for its length, lies on paper (paper on both sides along a good share
 of it: a line through a row of digits has ink beside it) and spans a good share of the picture (a
-ruled line, a margin, a grid line; less when it runs off the picture at both ends), or if it is the
+ruled line, a margin, a grid line; less when it runs off the picture at both ends), or if it lies
+where evenly spaced rules put one (a grid line cut short by digits or shade), or if it is the
 wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
-picture, with paper beside it along a fifth of it (a digit's stem from edge to edge has strokes
-beside it), two walls or more between the same two. Beyond the picture's edge is paper: a grid line
+picture and running into both, with paper beside it along a fifth of it (a digit's stem from edge
+to edge has strokes beside it, and stops at an edge's inside), two walls or more between the same
+two. A rule is then followed past its ends while ink with paper beside it continues on its line. Beyond the picture's edge is paper: a grid line
 the edge cuts through is still on paper. A written 1 is neither: it spans less of its picture, never
 runs off two sides of it, and a notebook's rules run off the page, so they never make walls. A faint
 grid, which the ink mask breaks into dots at its crossings, is searched again on masks averaged along
@@ -97,6 +99,7 @@ PRESSED_STROKES = 2.0  # pen widths: a stroke across a wall keeps about one pen 
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 GRID_RULES = 3  # evenly spaced rules, at least this many, make a grid whose missing lines are looked for
 GRID_TOLERANCE = 0.15  # of the spacing: a grid line lies this close to where the spacing puts it
+GRID_REGULAR = 0.8  # of the gaps between the rules found are whole spacings (a missed line makes a double one)
 GRID_SLOPE = 0.05  # and turns this little (3 degrees) from its neighbour (perspective turns them apart)
 GRID_THICKER = 2.0  # px (detection scale): and is at most this much thicker than it
 # px (detection scale): a found rule is followed past its ends over gaps up to this: strokes crossing
@@ -295,7 +298,9 @@ def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = 
     masks (faint_lines: a faint grid), judged on the mask; a line found in both is the mask's, whose
     thickness is the print's own (filled in, a rule takes in its blurred rim). Filling in only where
     the mask found a rule, or where only the faint mask reached across, read 3 fewer of seed 0's 100
-    squared photos right: a faint grid's dots hold no rule of their own."""
+    squared photos right: a faint grid's dots hold no rule of their own. Evenly spaced rules then
+    take in the pieces where their spacing puts a line (on_grid), and every rule is followed past the
+    ends it was found with (followed)."""
     shortest = min(HORIZONTAL_SPAN, EDGE_SPAN) * mask.shape[1]
     # Horizontal pieces are only ever rules; vertical ones may be box walls, as short as a box.
     lying, upright = line_pieces(mask, shortest), line_pieces(mask.T)
@@ -336,7 +341,7 @@ def on_grid(pieces: list[Line], rules: list[Line], mask: np.ndarray) -> list[Lin
     positions = np.sort([rule.across_at(middle) for rule in rules])
     gaps = np.diff(positions)
     pitch = float(np.median(gaps))
-    if pitch <= 0 or np.mean(np.abs(gaps / pitch - np.round(gaps / pitch)) <= GRID_TOLERANCE) < 0.8:
+    if pitch <= 0 or np.mean(np.abs(gaps / pitch - np.round(gaps / pitch)) <= GRID_TOLERANCE) < GRID_REGULAR:
         return []  # not evenly spaced: no grid to complete
     found = []
     for piece in pieces:
@@ -370,7 +375,7 @@ def followed(line: Line, mask: np.ndarray) -> Line:
     on_line = np.logical_or.reduce([ink_at(step) for step in range(-reach, reach + 1)])
     beside = line.thickness / 2 + SIDE_PIXELS
     clear = on_line & ~(ink_at(-beside) & ink_at(beside))
-    start, end = int(line.start), int(line.end)
+    start, end = (min(max(int(value), 0), length - 1) for value in (line.start, line.end))
     return replace(line, start=float(start - ink_run(clear[start::-1], CROSS_PIXELS)),
                    end=float(end + ink_run(clear[end:], CROSS_PIXELS)))
 
