@@ -200,19 +200,19 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     return Reading([Line.of([item for _, item in line]) for line in read], [segment for line in read for segment, _ in line])
 
 
-def _takes_whole(by_piece: list[tuple[Segment, Item]], whole: LineReading, settings: ReadingSettings = DEFAULT_SETTINGS
-                 ) -> bool:
+def _takes_whole(by_piece: list[tuple[Segment, Item]], whole: LineReading,
+                 settings: ReadingSettings = DEFAULT_SETTINGS) -> bool:
     """Whether a line that holds a piece as wide as two digits or one the digit model reads unsurely
     is read as the line reader read it whole (`whole`): where it found more digits there than the
     digit model did on its pieces (`by_piece`: two that touch) and read each of them surely (its least
     sure digit at least ReadingSettings.line_sure) or more surely than the digit model read its least
-    sure one; else the digit model's reading stands, which reads a digit on its own more surely. On 100 photos each
-    of seeds 0 and 1 (make_photos), numbers with two touching digits went from 59% and 63% read fully
-    right to 86% and 90% with wide pieces alone, and of the 200 with unsure ones too to 92.5%
-    (ReadingSettings.line_unsure); "or more surely" read 370 of seeds 0-3's 400 right, not 366, one
-    box photo and one of seed 0's 2,000 single digits fewer, the other kinds the same. Taking every
-    such line from the line reader read 1-7 points fewer of the other kinds right, and taking its
-    reading of as many digits where it is surer only 0.5 point more."""
+    sure one; else the digit model's reading stands, which reads a digit on its own more surely. On
+    100 photos each of seeds 0 and 1 (make_photos), numbers with two touching digits went from 59%
+    and 63% read fully right to 86% and 90% with wide pieces alone, and of the 200 with unsure ones
+    too to 92.5% (ReadingSettings.line_unsure); "or more surely" read 370 of seeds 0-3's 400 right,
+    not 366, one box photo and one of seed 0's 2,000 single digits fewer, the other kinds the same.
+    Taking every such line from the line reader read 1-7 points fewer of the other kinds right, and
+    taking its reading of as many digits where it is surer only 0.5 point more."""
     if len(whole.digits) <= len(by_piece):
         return False
     sureness = min(whole.probabilities)

@@ -22,11 +22,12 @@ where evenly spaced rules put one (a grid line cut short by digits or shade), or
 wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
 picture and running into both, with paper beside it along a fifth of it (a digit's stem from edge
 to edge has strokes beside it, and stops at an edge's inside), two walls or more between the same
-two. A rule is then followed past its ends while ink with paper beside it continues on its line. Beyond the picture's edge is paper: a grid line
-the edge cuts through is still on paper. A written 1 is neither: it spans less of its picture, never
-runs off two sides of it, and a notebook's rules run off the page, so they never make walls. A faint
-grid, which the ink mask breaks into dots at its crossings, is searched again on masks averaged along
-each direction (faint_lines), and the lines found there that the mask lacks are added.
+two. A rule is then followed past its ends while ink with paper beside it continues on its line.
+Beyond the picture's edge is paper: a grid line the edge cuts through is still on paper. A written 1
+is neither: it spans less of its picture, never runs off two sides of it, and a notebook's rules run
+off the page, so they never make walls. A faint grid, which the ink mask breaks into dots at its
+crossings, is searched again on masks averaged along each direction (faint_lines), and the lines
+found there that the mask lacks are added.
 A rule's band is removed where no stroke crosses it: a band pixel with stroke ink directly on both
 sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays, so
 the strokes a rule crosses stay whole, except along a box wall for longer than two pen widths (two
@@ -193,11 +194,11 @@ def grown(mask: np.ndarray, size: int) -> np.ndarray:
     for step in range(1, reach + 1):
         across[:, step:] |= mask[:, :-step]
         across[:, :-step] |= mask[:, step:]
-    grown_ = across.copy()
+    dilated = across.copy()
     for step in range(1, reach + 1):
-        grown_[step:] |= across[:-step]
-        grown_[:-step] |= across[step:]
-    return grown_
+        dilated[step:] |= across[:-step]
+        dilated[:-step] |= across[step:]
+    return dilated
 
 
 def shrunk(mask: np.ndarray, size: int) -> np.ndarray:
@@ -276,16 +277,17 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
                   np.arange(width)[None, :] * paper.shape[1] // width]
     darkness = (1 - small / under).max(axis=2)
     averaged = [ndimage.uniform_filter1d(darkness, RUN_PIXELS, axis=along) for along in (1, 0)]
+    samples = [mean[::2, ::2] for mean in averaged]
     spreads = []
-    for along, mean in zip((1, 0), averaged):
-        differences = np.abs(np.diff(mean[::2, ::2], axis=1 - along))  # none in a picture a few pixels wide
+    for along, sample in zip((1, 0), samples):
+        differences = np.abs(np.diff(sample, axis=1 - along))  # none in a picture a few pixels wide
         spreads.append(float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0)
     # The paper's noise is the same both ways, but lines across the differences add to them: a grid's
     # lines on a small picture took a third of one direction's (lines at 0.20, its limit 0.22).
     spread = min(spreads)
     filled = []
-    for mean in averaged:
-        limit = max(MIN_DARKNESS, float(np.median(mean[::2, ::2])) + NOISE_SIGMAS * spread)
+    for mean, sample in zip(averaged, samples):
+        limit = max(MIN_DARKNESS, float(np.median(sample)) + NOISE_SIGMAS * spread)
         # A filled pixel is faintly dark itself: paper beside a stroke only borrows the stroke's darkness.
         filled.append(mask | ((mean > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
     return filled[0], filled[1]
@@ -365,16 +367,10 @@ def followed(line: Line, mask: np.ndarray) -> Line:
     ink on both sides: the rule is not followed along it, or its darkness would be the pen's."""
     length = mask.shape[1]
     along = np.arange(length)
-    centre = line.slope * along + line.offset
-
-    def ink_at(offset: float) -> np.ndarray:
-        rows = np.round(centre + offset).astype(int)
-        return mask[rows.clip(0, mask.shape[0] - 1), along] & (rows >= 0) & (rows < mask.shape[0])
-
     reach = int(np.ceil(line.thickness / 2))
-    on_line = np.logical_or.reduce([ink_at(step) for step in range(-reach, reach + 1)])
+    on_line = np.logical_or.reduce([ink_along(line, mask, along, step) for step in range(-reach, reach + 1)])
     beside = line.thickness / 2 + SIDE_PIXELS
-    clear = on_line & ~(ink_at(-beside) & ink_at(beside))
+    clear = on_line & ~(ink_along(line, mask, along, -beside) & ink_along(line, mask, along, beside))
     start, end = (min(max(int(value), 0), length - 1) for value in (line.start, line.end))
     return replace(line, start=float(start - ink_run(clear[start::-1], CROSS_PIXELS)),
                    end=float(end + ink_run(clear[end:], CROSS_PIXELS)))
@@ -429,13 +425,15 @@ def on_paper(line: Line, mask: np.ndarray) -> float:
     paper but where strokes cross them; a line through a row of digits (their bottoms, or bars that
     line up) has ink beside it nearly everywhere."""
     along = np.arange(int(line.start), int(line.end) + 1)
-    centre = line.slope * along + line.offset
     beside = line.thickness / 2 + SIDE_PIXELS
-    # Beyond the picture is paper: a grid line at its edge has one side cut off.
-    height = mask.shape[0]
-    sides = [np.round(centre + offset).astype(int) for offset in (-beside, beside)]
-    ink = [mask[np.clip(side, 0, height - 1), along] & (side >= 0) & (side < height) for side in sides]
-    return float(np.mean(~ink[0] & ~ink[1]))
+    return float(np.mean(~ink_along(line, mask, along, -beside) & ~ink_along(line, mask, along, beside)))
+
+
+def ink_along(line: Line, mask: np.ndarray, along: np.ndarray, offset: float) -> np.ndarray:
+    """Whether the mask (its rows run along the line) has ink `offset` px across from the line at each
+    of `along`. Beyond the picture is paper: a grid line at its edge has one side cut off."""
+    rows = np.round(line.slope * along + line.offset + offset).astype(int)
+    return mask[rows.clip(0, mask.shape[0] - 1), along] & (rows >= 0) & (rows < mask.shape[0])
 
 
 def bridged(mask: np.ndarray, gap: int) -> np.ndarray:
@@ -547,8 +545,9 @@ def box_walls(upright: list[Line], horizontal: list[Line], mask: np.ndarray
 
 def crosses_into(wall: Line, top: Line, bottom: Line) -> bool:
     """Whether the wall reaches the middle of both edges it ends on: a printed box's sides run into its
-    edges (1.4-5 px past their middles, detection scale, in seed 0's form photos), while a digit's stem
-    from one edge of a long box to the other stops at their insides or short of them (0.9 and -7 px)."""
+    edges (1.4-5.4 px past their middles, detection scale, in four form photos of seeds 0 and 1), while
+    a digit's stem from one edge of a long box to the other stops at an edge's inside or short of it
+    (at the top edge +0.9 and -6.2 px, at the bottom -7.0 and -6.8 px: seed 0's photo 87)."""
     return (wall.start <= top.across_at(wall.across_at(wall.start))
             and wall.end >= bottom.across_at(wall.across_at(wall.end)))
 
