@@ -395,7 +395,8 @@ def test_a_touching_pair_no_wider_than_one_digit_is_read_by_the_line_reader_when
 
     photos = [photo for photo in make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "touching", 150, seed=3)
               if "1" in photo.digits]
-    wide_only = dataclasses.replace(DEFAULT_SETTINGS, line_unsure=0.0)  # the line reader only where a piece is wide
+    # The line reader only where a piece is wide (lone_unsure also sends unsure pieces, if wide enough).
+    wide_only = dataclasses.replace(DEFAULT_SETTINGS, line_unsure=0.0, lone_unsure=0.0)
 
     def right(settings: ReadingSettings) -> int:
         return sum(read_image(photo.data, default_model(), settings=settings).digits == photo.digits for photo in photos)
@@ -421,6 +422,42 @@ def test_a_numbers_narrow_touching_pair_read_surely_as_one_digit_is_read_by_the_
     for photo in photos:
         assert read_image(photo.data, default_model()).digits == photo.digits
         assert len(read_image(photo.data, default_model(), settings=never).digits) < len(photo.digits)
+
+
+def test_a_lone_touching_pair_read_a_little_unsurely_is_read_by_the_line_reader(mnist, monkeypatch):
+    """Two touching digits with a narrow one in them ("41", "14") make one piece no wider than a 4,
+    which the digit model reads as one digit just under label smoothing's cap: a wide lone piece read
+    less surely than ReadingSettings.lone_unsure goes to the line reader, and without that the
+    number is read as one digit. A lone digit read at the cap is read once."""
+    import dataclasses
+
+    from digitrec import predict
+    from digitrec.inference import default_model
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photos
+
+    photos = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "touching", 93, 0)
+    pairs = [photos[62], photos[92]]
+    assert [photo.digits for photo in pairs] == ["41", "14"]
+    never = dataclasses.replace(DEFAULT_SETTINGS, lone_unsure=0.0)
+    for photo in pairs:
+        assert read_image(photo.data, default_model()).digits == photo.digits
+        assert len(read_image(photo.data, default_model(), settings=never).digits) == 1
+    # A wide lone digit read at the cap is read once: the line reader is not asked.
+    singles = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "single", 40, 0)
+    readings = [read_image(photo.data, default_model()) for photo in singles]
+    sure = [photo for photo, reading in zip(singles, readings) if reading.confidence >= 0.9  # the cap
+            and not reading.segments[0].cuts and _aspect(reading.segments[0].box) > DEFAULT_SETTINGS.line_aspect]
+    reader, asked = predict._line_reader(), []
+    monkeypatch.setattr(reader, "read", lambda crop: asked.append(crop) or type(reader).read(reader, crop))
+    for photo in sure:
+        read_image(photo.data, default_model())
+    assert len(sure) >= 3 and not asked
+
+
+def _aspect(box: tuple[int, int, int, int]) -> float:
+    return (box[2] - box[0]) / (box[3] - box[1])
 
 
 def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_digit_models():

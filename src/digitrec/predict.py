@@ -181,10 +181,12 @@ def read_image(source: bytes | str | Path | Image.Image, classifier: Classifier,
     else:
         segments, probabilities = _read_segments(segments, classifier, settings.split_margin)
     unsure = {segment.line for segment, row in zip(segments, probabilities) if row.max() < settings.line_unsure}
-    # A lone piece is read whole only when it is as wide as two digits (ReadingSettings.line_aspect).
+    # A wide lone piece is read whole only when the digit model is unsure of it: most single digits
+    # are that wide (ReadingSettings.line_aspect, lone_unsure).
     pieces = Counter(segment.line for segment in segments)
-    wide = {segment.line for segment in segments if segment.cuts or (pieces[segment.line] > 1 and (
-        segment.box[2] - segment.box[0] > settings.line_aspect * (segment.box[3] - segment.box[1])))}
+    wide = {segment.line for segment, row in zip(segments, probabilities) if segment.cuts or (
+        (pieces[segment.line] > 1 or row.max() < settings.lone_unsure)
+        and segment.box[2] - segment.box[0] > settings.line_aspect * (segment.box[3] - segment.box[1]))}
     whole = wide | unsure if reads_lines else set()
     lines: dict[int, list[tuple[Segment, Item]]] = {}
     for segment, row in zip(segments, probabilities):

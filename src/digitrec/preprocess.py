@@ -69,9 +69,16 @@ class ReadingSettings:
     # height: a pair written into each other with a narrow digit in it ("17" in 417) can be read surely as
     # one digit, and is no wider than many single digits (a 4 is 0.78 of its height at the median of
     # single-digit photos, 1.05 at the 95th percentile; a 0 0.9 and 1.25). Touching photos of seeds 0-3
-    # (800): 754 -> 757 read right; numbers of seeds 0 and 1 (1,000): one fewer. A lone piece is left to
-    # wide_aspect: read twice, most single digits would take a fifth longer (0.7 sends 72% of them).
+    # (800): 754 -> 757 read right; numbers of seeds 0 and 1 (1,000): one fewer. A lone piece that wide
+    # is read whole only when the digit model reads it less surely than lone_unsure.
     line_aspect: float = 0.7
+    # A lone piece wider than line_aspect, and read less surely than this, is read whole too: two touching
+    # digits with a narrow one in them ("41", "14") make one piece a 4's width that the digit model reads
+    # as one digit at 0.88, just under label smoothing's cap near 0.9. Touching photos of seeds 0-3 (800):
+    # 757 -> 761 read right (0.89, 0.91 and every wide lone piece the same); single digits, form boxes and
+    # notebook paper of seeds 0 and 1 (1,000 each) the same. It sends 29% of single-digit photos to the
+    # line reader, where every wide lone piece would send 72%: a digit's median time 0.2-0.3 ms more, not 0.85.
+    lone_unsure: float = 0.9
     # So is a line with a digit read less surely than this: two touching digits with a 1 among them
     # ("11", "41") are no wider than one digit. Label smoothing caps sure digits near 0.9; a tenth of
     # single-digit photos fall under 0.86, a twentieth under 0.82 (make_photos, seeds 0 and 1).
