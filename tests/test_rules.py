@@ -24,7 +24,7 @@ from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
 from digitrec.rules import (Line, bands_and_pen, followed, ink_darkness, ink_mask, long_thin_ink,  # noqa: E402
-                            remove_rules, small_paper)
+                            printed_alike, remove_rules, small_paper)
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -146,6 +146,40 @@ def test_stems_from_edge_to_edge_of_a_long_box_are_no_walls(mnist):
     ruling = remove_rules(np.asarray(Image.open(io.BytesIO(photo.data)).convert("RGB")))
     assert len(ruling.boxes) == 1
     assert read_image(photo.data, default_model()).digits == "09809"
+
+
+def test_strokes_lined_up_across_a_grid_are_not_a_rule(mnist, monkeypatch):
+    """A photo of squared paper (make_photos' squared, seed 0, photo 50: 6927) where the 2's top and
+    the 7's bar line up into a line as long as a rule, thin for its length and with paper beside it
+    along a third of it; but it is 2.5 times as thick as the grid's lines and mostly has ink beside
+    it: strokes, not print (rules.printed_alike). Taken for a rule, the 7 loses its bar and reads 1."""
+    from make_photos import make_photos
+
+    from digitrec import rules
+
+    photo = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "squared", 51, seed=0)[50]
+    assert photo.digits == "6927"
+    assert read_image(photo.data, default_model()).digits == "6927"
+    monkeypatch.setattr(rules, "printed_alike", lambda found, mask: found)
+    assert read_image(photo.data, default_model()).digits != "6927"
+
+
+def test_a_line_unlike_the_sheets_other_rules_is_dropped():
+    """Of five horizontal lines, the one far thicker than the others and with ink beside it is not
+    print; a thick one with paper beside it is (a notebook's heavier top rule), and so is anything
+    where too few rules run that way to tell what the print is like."""
+    mask = np.zeros((200, 300), bool)
+    grid = [Line(0.0, y, 2.0, 0, 299) for y in (20, 60, 100, 140)]
+    for line in grid:
+        mask[int(line.offset) - 1:int(line.offset) + 1] = True
+    strokes = Line(0.0, 80.0, 6.0, 0, 299)  # ink beside it all along: digits' bars in a row
+    mask[77:83] = True
+    mask[72:76, ::3] = mask[84:88, ::3] = True
+    mask[72:76, 1::3] = mask[84:88, 1::3] = True
+    heavy = Line(0.0, 180.0, 6.0, 0, 299)
+    mask[177:183] = True
+    assert printed_alike(grid + [strokes, heavy], mask) == grid + [heavy]
+    assert printed_alike(grid[:2] + [strokes], mask) == grid[:2] + [strokes]
 
 
 def test_digits_pressed_against_a_wall_from_both_sides_come_apart():
