@@ -94,6 +94,20 @@ def test_ruled_lines_through_digits_are_removed_and_strokes_kept():
     assert (after & printed).sum() < 0.03 * printed.sum()
 
 
+@pytest.mark.parametrize("gap", [4.0, 4.5, 5.0])
+def test_a_double_margin_is_removed(gap):
+    """A legal pad's margin is two red lines a few px apart: each has the other beside it, as a line
+    through a row of digits has strokes beside it, and taken alone neither was a rule (left in, the
+    pair read as a 1 joining the lines into one number). Taken as one line across both, it is."""
+    page, ys = ruled()
+    print_lines(page.printed, rules_at(400, np.array([40 + gap], np.float32), 2.5)[None, :], RED_MARGIN)
+    draw_digits(page.ink, 120, int(ys[1]) - 10, 80)
+    ruling = remove_rules(flat_picture(page).round().astype(np.uint8))
+    margin = ink_of(ruling.cleaned.astype(np.float32))[:, 30:60]
+    assert margin.sum() < 0.02 * margin.size
+    assert iou(ink_of(ruling.cleaned.astype(np.float32)), ink_without_rules(page)) > 0.9
+
+
 def test_turned_ruled_page_is_cleaned():
     from PIL import Image
     page, ys = ruled(500, 300)

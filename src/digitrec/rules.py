@@ -22,8 +22,9 @@ where evenly spaced rules put one (a grid line cut short by digits or shade), or
 wall of a form box: a vertical line ending on two horizontal rules that themselves end inside the
 picture and running into both, with paper beside it along a fifth of it (a digit's stem from edge
 to edge has strokes beside it, and stops at an edge's inside), two walls or more between the same
-two. A line far thicker than the other rules running its way, with ink beside it along most of it,
-is strokes that line up, not print: a sheet's rules are printed alike. A rule is then followed past
+two. A double rule (a legal pad's margin: two lines a few px apart, each with the other beside it)
+is judged as one line across both. A line far thicker than the other rules running its way, with ink
+beside it along most of it, is strokes that line up, not print: a sheet's rules are printed alike. A rule is then followed past
 its ends while ink with paper beside it continues on its line. Beyond the picture's edge is paper:
 a grid line the edge cuts through is still on paper. A written 1 is neither: it spans less of its
 picture, never runs off two sides of it, and a notebook's rules run off the page, so they never make
@@ -308,8 +309,8 @@ def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = 
     shortest = min(HORIZONTAL_SPAN, EDGE_SPAN) * mask.shape[1]
     # Horizontal pieces are only ever rules; vertical ones may be box walls, as short as a box.
     lying, upright = line_pieces(mask, shortest), line_pieces(mask.T)
-    horizontal = spanning(lying, mask, HORIZONTAL_SPAN)
-    vertical = spanning(upright, mask.T, VERTICAL_SPAN)
+    horizontal = double_rules(lying, spanning(lying, mask, HORIZONTAL_SPAN), mask, HORIZONTAL_SPAN)
+    vertical = double_rules(upright, spanning(upright, mask.T, VERTICAL_SPAN), mask.T, VERTICAL_SPAN)
     walls, boxes = box_walls([line for line in upright if line not in vertical], horizontal, mask)
     upright = [line for line in upright if line not in walls]
     lying_mask, upright_mask = filled if filled is not None else (mask, mask)
@@ -323,6 +324,31 @@ def find_rules(mask: np.ndarray, filled: tuple[np.ndarray, np.ndarray] | None = 
     vertical += unseen(on_grid(upright, vertical, mask.T), vertical + walls)
     return ([followed(line, lying_mask) for line in horizontal], [followed(line, upright_mask.T) for line in vertical],
             walls, boxes)
+
+
+def double_rules(pieces: list[Line], rules: list[Line], mask: np.ndarray, share: float) -> list[Line]:
+    """The rules, and the double rules among the pieces (a legal pad's two margin lines, 4 px apart):
+    each line of one has the other beside it, so it has paper on both sides only when taken as one
+    line across both. A pair of thin pieces, parallel and within their widths and SIDE_PIXELS of each
+    other, is looked at as such a line, in place of either found alone."""
+    found, ruled = list(rules), {id(rule) for rule in rules}
+    middle = mask.shape[1] / 2
+    thin_pieces = sorted((piece for piece in pieces if thin(piece)), key=lambda piece: piece.across_at(middle))
+    for first, a in enumerate(thin_pieces):
+        for b in thin_pieces[first + 1:]:
+            reach = (a.thickness + b.thickness) / 2 + SIDE_PIXELS + 1
+            if b.across_at(middle) - a.across_at(middle) > reach + GRID_SLOPE * mask.shape[1]:
+                break  # sorted across: the rest lie further still
+            if (id(a) in ruled and id(b) in ruled) or abs(a.slope - b.slope) > GRID_SLOPE or not same_line(a, b, reach):
+                continue
+            along = (max(a.start, b.start) + min(a.end, b.end)) / 2
+            pair = Line((a.slope + b.slope) / 2, (a.offset + b.offset) / 2,
+                        abs(a.across_at(along) - b.across_at(along)) + max(a.thickness, b.thickness),
+                        max(a.start, b.start), min(a.end, b.end))
+            if spanning([pair], mask, share):
+                found = [rule for rule in found if rule is not a and rule is not b]
+                found += unseen([pair], found)
+    return found
 
 
 def printed_alike(rules: list[Line], mask: np.ndarray) -> list[Line]:
@@ -401,12 +427,13 @@ def ink_run(present: np.ndarray, gap: int) -> int:
     return int(index[breaks[0]] if breaks.size else index[-1])
 
 
-def same_line(a: Line, b: Line) -> bool:
-    """Whether two lines found apart are one: they overlap along and lie within their thickness across."""
+def same_line(a: Line, b: Line, reach: float | None = None) -> bool:
+    """Whether two lines found apart are one: they overlap along and lie within their thickness across
+    (or `reach` px)."""
     start, end = max(a.start, b.start), min(a.end, b.end)
     if end <= start:
         return False
-    reach = max(a.thickness, b.thickness) / 2 + 2
+    reach = max(a.thickness, b.thickness) / 2 + 2 if reach is None else reach
     return all(abs(a.across_at(along) - b.across_at(along)) <= reach for along in (start, end))
 
 
