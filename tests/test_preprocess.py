@@ -226,6 +226,27 @@ def test_a_broken_stroke_is_one_digit_and_a_dash_between_digits_is_dropped():
     assert segments[0].box[1] < 45 and segments[0].box[3] > 195  # both halves of the stroke
 
 
+def test_dots_of_dotted_paper_join_no_digit_but_a_crumbling_strokes_crumbs_do():
+    """Dotted paper: a dot is smaller than a fragment (ReadingSettings.fragment_size) and lies apart
+    from the strokes, so it joins no digit, not even one whose columns it shares (merged one by one,
+    the dots above grew the digits to the picture's top and into each other). A dot nearly touching a
+    stroke is a crumb of it."""
+    strokes = [one(100, 60), zero(200, 60)]
+    image = page((420, 300), strokes, width=12)
+    draw = ImageDraw.Draw(image)
+    # Rows of dots over and under the digits, in their columns, and between them: all more than a
+    # crumb's reach (fragment_touch) from the strokes.
+    dots = [(x, y) for x in (40, 100, 160, 245, 340, 400) for y in (15, 255, 290)]
+    for x, y in dots + [(40, 135), (160, 135), (340, 135), (400, 135)]:
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=INK)
+    segments = preprocess_image(image)
+    assert len(segments) == 2
+    assert all(60 - 12 <= segment.box[1] and segment.box[3] <= 210 + 12 for segment in segments)
+    crumbled = page((420, 300), strokes, width=12)
+    ImageDraw.Draw(crumbled).ellipse([97, 214, 105, 222], fill=INK)  # just under the 1's foot
+    assert preprocess_image(crumbled)[0].box[3] >= 220
+
+
 def test_a_stray_mark_beside_a_digit_is_dropped_but_a_one_is_kept():
     """Some MNIST crops hold a thin mark of a neighbouring digit: tall enough to pass for a digit, but with
     far less ink than a 1, which has about a third of a 0's."""
