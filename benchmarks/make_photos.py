@@ -6,7 +6,9 @@ baselines, and `touching` ones 2-4 digits, two of which are written into each ot
 are in colour, on the paper people write on, photographed slightly turned (up to 5 degrees) and in
 perspective: `ruled` (a notebook: light rules, a red margin, digits sitting on a rule), `squared`
 (graph paper crossing the digits), `boxes` (a form's row of boxes, one digit a box, or one long box)
-and `page` (2-4 numbers one under another, their truth joined with a newline). A sheet's numbers lie
+and `page` (2-4 numbers one under another, their truth joined with a newline); and paper beyond
+those: `graph` (engineering paper, a fine grid with every fifth line heavier), `legal` (a yellow legal
+pad with a double margin, 1-3 numbers) and `dotted` (a grid of dots). A sheet's numbers lie
 whole inside the photo (a turn that would take ink out of it is drawn again) and a page's numbers
 keep a tenth of a digit apart. Every picture comes from its own seed, so a picture is the same
 whatever --count is.
@@ -29,7 +31,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7}
+KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7,
+         "graph": 8, "legal": 9, "dotted": 10}
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 MNIST_DIGIT_HEIGHT = 20  # MNIST pixels: its digits were scaled to fit a 20x20 box
 # Paper, ink and print as RGB: white, cream, grey and light-blue paper; blue (ballpoint) and black ink;
@@ -39,6 +42,7 @@ PAPERS = np.array([(246, 246, 242), (245, 236, 206), (218, 218, 214), (222, 233,
 INKS = np.array([(28, 48, 150), (24, 24, 30)], np.float32)
 NOTEBOOK_RULES = np.array([(140, 175, 225), (120, 160, 215), (160, 190, 230)], np.float32)
 MARGINS = np.array([(225, 80, 90), (235, 130, 160)], np.float32)
+LEGAL_PAPERS = np.array([(250, 238, 160), (246, 232, 140)], np.float32)  # a legal pad's yellows
 GRIDS = np.array([(150, 185, 225), (165, 165, 170), (130, 170, 215)], np.float32)
 FORM_LINES = np.array([(30, 30, 35), (80, 80, 90), (40, 80, 170), (200, 60, 60), (40, 130, 90), (230, 140, 60)],
                       np.float32)
@@ -253,7 +257,7 @@ def number_indices(images: np.ndarray, rng: np.random.Generator, shortest: int, 
 
 
 def lined_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, lines: int,
-                ruled: bool = True) -> Sheet:
+                ruled: bool = True, legal: bool = False) -> Sheet:
     """`lines` numbers one under another on notebook paper (light rules every 1.1-1.6 digit heights, a
     red margin), each sitting on a rule, sometimes low enough for the rule above to cross it; or on
     plain paper when not `ruled`. A number that would come within a tenth of a digit of the one above
@@ -284,6 +288,10 @@ def lined_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
         print_lines(sheet.printed, rules_at(height, rule_ys, rng.uniform(1, 2.5))[:, None], pick(NOTEBOOK_RULES, rng))
         print_lines(sheet.printed, rules_at(width, np.array([margin_x], np.float32), rng.uniform(1.5, 3))[None, :],
                     pick(MARGINS, rng))
+    if legal:  # a legal pad: yellow paper, and a second margin line 3-6 px right of the first
+        sheet.paper = pick(LEGAL_PAPERS, rng) * rng.uniform(0.85, 1.0)
+        second = np.array([margin_x + rng.uniform(3, 6)], np.float32)
+        print_lines(sheet.printed, rules_at(width, second, rng.uniform(1.2, 2.5))[None, :], pick(MARGINS, rng))
     for (ink, _), indent, top in zip(written, indents, tops):
         write(sheet.ink, ink, text_left + indent, top)
     return sheet
@@ -299,16 +307,43 @@ def page_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 def squared_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
     """A number on graph paper: light lines both ways every 0.4-0.8 digit heights, crossing it."""
+    return grid_sheet(images, labels, rng, "squared")
+
+
+def graph_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    """A number on engineering paper: a fine grid every 0.25-0.4 digit heights, every fifth line heavier."""
+    return grid_sheet(images, labels, rng, "graph")
+
+
+def dotted_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    """A number on dotted paper (a bullet journal's): grey dots every 0.4-0.7 digit heights."""
+    return grid_sheet(images, labels, rng, "dotted")
+
+
+def grid_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, kind: str) -> Sheet:
+    """A number written over a printed grid of lines (squared, graph) or dots."""
     height_px = rng.uniform(32, 72)
     indices = number_indices(images, rng, 2, 6)
     ink, bottom = number_ink(images, indices, height_px, rng)
     width, height = int(ink.shape[1] * rng.uniform(1.3, 1.8)), int(ink.shape[0] * rng.uniform(1.6, 2.6))
     sheet = blank_sheet(width, height, height_px, rng, "".join(str(int(labels[i])) for i in indices), indices)
-    pitch, thickness, colour = height_px * rng.uniform(0.4, 0.8), rng.uniform(1, 2), pick(GRIDS, rng)
+    spacing = {"squared": (0.4, 0.8), "graph": (0.25, 0.4), "dotted": (0.4, 0.7)}[kind]
+    pitch, thickness, colour = height_px * rng.uniform(*spacing), rng.uniform(1, 2), pick(GRIDS, rng)
+    coverages = []
     for axis, length in ((0, height), (1, width)):
         positions = rng.uniform(0, pitch) + pitch * np.arange(int(length / pitch) + 1, dtype=np.float32)
+        if kind == "dotted":
+            coverages.append(positions)
+            continue
         coverage = rules_at(length, positions, thickness)
+        if kind == "graph":
+            coverage = np.maximum(coverage, rules_at(length, positions[int(rng.integers(5))::5], 2.2 * thickness))
         print_lines(sheet.printed, coverage[:, None] if axis == 0 else coverage[None, :], colour)
+    if kind == "dotted":
+        rows, columns = coverages
+        across = np.abs(np.arange(height, dtype=np.float32)[:, None] - rows[None, :]).min(axis=1)
+        along = np.abs(np.arange(width, dtype=np.float32)[:, None] - columns[None, :]).min(axis=1)
+        print_lines(sheet.printed, line_coverage(np.hypot(across[:, None], along[None, :]), 2 * thickness), colour)
     left, top = int(rng.integers(0, width - ink.shape[1] + 1)), int(rng.integers(0, height - ink.shape[0] + 1))
     write(sheet.ink, ink, left, top)
     return sheet
@@ -349,7 +384,13 @@ def boxes_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
     return sheet
 
 
-SHEETS = {"ruled": ruled_sheet, "squared": squared_sheet, "boxes": boxes_sheet, "page": page_sheet}
+def legal_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sheet:
+    """1-3 numbers on a legal pad: yellow paper, light rules, a double red margin."""
+    return lined_sheet(images, labels, rng, int(rng.integers(1, 4)), legal=True)
+
+
+SHEETS = {"ruled": ruled_sheet, "squared": squared_sheet, "boxes": boxes_sheet, "page": page_sheet,
+          "graph": graph_sheet, "legal": legal_sheet, "dotted": dotted_sheet}
 
 
 def flat_picture(sheet: Sheet) -> np.ndarray:

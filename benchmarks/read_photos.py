@@ -92,24 +92,31 @@ def percent(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-PAPER_KINDS = {  # kind: what its photos show, and the goal for reading them fully right
+PAPER_KINDS = {  # kind: what its photos show; issue 15 sets each a goal of 97% read fully right
     "ruled": "notebook paper, rules through and under the digits, a margin", "squared": "squared paper",
     "boxes": "a form's row of boxes, one digit a box", "page": "a page of 2-4 numbers, one a line"}
+# Paper beyond the issue's kinds, added after its rules were tuned (double_rules came from the legal
+# pad): how far the reader carries to paper it was not made on. No goal is set for them.
+OTHER_PAPER_KINDS = {
+    "graph": "other paper: engineering paper, a fine grid with every fifth line heavier",
+    "legal": "other paper: a legal pad, yellow, a double red margin, 1-3 numbers",
+    "dotted": "other paper: dotted paper"}
 
 
 def paper_rows(images: np.ndarray, labels: np.ndarray, loaded: Classifier, count: int, seed: int,
                clean: Callable[[list[Photo]], float]) -> list[list[str]]:
     """A row per paper kind: read fully right, and the median CPU time of a photo with its size."""
     rows = []
-    for kind, shows in PAPER_KINDS.items():
+    for kind, shows in {**PAPER_KINDS, **OTHER_PAPER_KINDS}.items():
         photos = make_photos(images, labels, kind, count, seed)
         answers, _, cpu = read_all(photos, loaded)["digitrec"]
         right = share_right(answers, photos)
         sizes = [Image.open(io.BytesIO(photo.data)).size for photo in photos]
         largest = max(sizes, key=lambda size: size[0] * size[1])
+        goal = kind in PAPER_KINDS
         rows.append([f"{shows} ({count} photos, up to {largest[0]}x{largest[1]}), read fully right", percent(clean(photos)),
-                     f"{percent(right)}; {1000 * float(np.median(cpu)):.1f} ms CPU a photo", "", "", "at least 97%",
-                     "yes" if right >= 0.97 else "no"])
+                     f"{percent(right)}; {1000 * float(np.median(cpu)):.1f} ms CPU a photo", "", "",
+                     "at least 97%" if goal else "none set", ("yes" if right >= 0.97 else "no") if goal else ""])
     return rows
 
 
@@ -135,7 +142,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="photos of single digits")
     parser.add_argument("--numbers", type=int, default=500, help="photos of numbers of 2-8 digits")
     parser.add_argument("--touching", type=int, default=200, help="photos of numbers of 2-4 digits, two of them touching")
-    parser.add_argument("--paper", type=int, default=100, help="photos of each paper kind: ruled, squared, boxes, page")
+    parser.add_argument("--paper", type=int, default=100, help="photos of each paper kind: ruled, squared, boxes, page, graph, legal, dotted")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
     parser.add_argument("--backend", choices=["torch", "onnx"],
