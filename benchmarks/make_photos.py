@@ -329,21 +329,18 @@ def grid_sheet(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     sheet = blank_sheet(width, height, height_px, rng, "".join(str(int(labels[i])) for i in indices), indices)
     spacing = {"squared": (0.4, 0.8), "graph": (0.25, 0.4), "dotted": (0.4, 0.7)}[kind]
     pitch, thickness, colour = height_px * rng.uniform(*spacing), rng.uniform(1, 2), pick(GRIDS, rng)
-    coverages = []
-    for axis, length in ((0, height), (1, width)):
-        positions = rng.uniform(0, pitch) + pitch * np.arange(int(length / pitch) + 1, dtype=np.float32)
-        if kind == "dotted":
-            coverages.append(positions)
-            continue
-        coverage = rules_at(length, positions, thickness)
-        if kind == "graph":
-            coverage = np.maximum(coverage, rules_at(length, positions[int(rng.integers(5))::5], 2.2 * thickness))
-        print_lines(sheet.printed, coverage[:, None] if axis == 0 else coverage[None, :], colour)
+    rows, columns = (rng.uniform(0, pitch) + pitch * np.arange(int(length / pitch) + 1, dtype=np.float32)
+                     for length in (height, width))
     if kind == "dotted":
-        rows, columns = coverages
         across = np.abs(np.arange(height, dtype=np.float32)[:, None] - rows[None, :]).min(axis=1)
         along = np.abs(np.arange(width, dtype=np.float32)[:, None] - columns[None, :]).min(axis=1)
         print_lines(sheet.printed, line_coverage(np.hypot(across[:, None], along[None, :]), 2 * thickness), colour)
+    else:
+        for axis, length, positions in ((0, height, rows), (1, width, columns)):
+            coverage = rules_at(length, positions, thickness)
+            if kind == "graph":  # every fifth line heavier, from one of the first five
+                coverage = np.maximum(coverage, rules_at(length, positions[int(rng.integers(5))::5], 2.2 * thickness))
+            print_lines(sheet.printed, coverage[:, None] if axis == 0 else coverage[None, :], colour)
     left, top = int(rng.integers(0, width - ink.shape[1] + 1)), int(rng.integers(0, height - ink.shape[0] + 1))
     write(sheet.ink, ink, left, top)
     return sheet

@@ -553,13 +553,11 @@ def fragment_of(short: Piece, tall: Piece, labels: np.ndarray, settings: Reading
     if not (off_middle and close and (shared > 0 or -shared < settings.fragment_reach * tall.height)):
         return None
     gap = ink_gap(labels, short, tall)
-    # Just beside it, not over it, only a piece with little ink or one that nearly touches it:
-    # a flat 2 beside a 0 is a digit.
-    if (shared <= 0 and short.pixels >= settings.fragment_ink * tall.pixels
-            and gap > settings.fragment_touch * tall.height):
-        return None
+    # Just beside it, not over it, only a piece with little ink or one that nearly touches it (a flat
+    # 2 beside a 0 is a digit); and a dot only one that nearly touches it.
+    inky_beside = shared <= 0 and short.pixels >= settings.fragment_ink * tall.pixels
     dot = max(short.width, short.height) < settings.fragment_size * tall.height
-    if dot and gap > settings.fragment_touch * tall.height:
+    if (inky_beside or dot) and gap > settings.fragment_touch * tall.height:
         return None
     return gap, shared
 

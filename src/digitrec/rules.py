@@ -24,8 +24,8 @@ picture and running into both, with paper beside it along a fifth of it (a digit
 to edge has strokes beside it, and stops at an edge's inside), two walls or more between the same
 two. A double rule (a legal pad's margin: two lines a few px apart, each with the other beside it)
 is judged as one line across both. A line far thicker than the other rules running its way, with ink
-beside it along most of it, is strokes that line up, not print: a sheet's rules are printed alike. A rule is then followed past
-its ends while ink with paper beside it continues on its line. Beyond the picture's edge is paper:
+beside it along most of it, is strokes that line up, not print: a sheet's rules are printed alike.
+A rule is then followed past its ends while ink with paper beside it continues on its line. Beyond the picture's edge is paper:
 a grid line the edge cuts through is still on paper. A written 1 is neither: it spans less of its
 picture, never runs off two sides of it, and a notebook's rules run off the page, so they never make
 walls. A faint grid, which the ink mask breaks into dots at its crossings, is searched again on
@@ -348,9 +348,7 @@ def double_rules(pieces: list[Line], rules: list[Line], mask: np.ndarray, share:
                         max(a.start, b.start), min(a.end, b.end))
             # On paper as a printed line is, and as much as either line alone: a rule and the bottoms of
             # the digits sitting on it have strokes beside them still (0.33 against the rule's 0.47).
-            paper_beside = on_paper(pair, mask)
-            if (spanning([pair], mask, share, FILLED_ON_PAPER)
-                    and paper_beside >= max(on_paper(a, mask), on_paper(b, mask))):
+            if spanning([pair], mask, share, max(FILLED_ON_PAPER, on_paper(a, mask), on_paper(b, mask))):
                 found = [rule for rule in found if rule is not a and rule is not b]
                 found += unseen([pair], found)
     return found
