@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,18 +433,25 @@ def photograph_sheet(sheet: Sheet, kind: str, rng: np.random.Generator) -> Photo
 
 
 def make_photos(images: np.ndarray, labels: np.ndarray, kind: str, count: int, seed: int = 0) -> list[Photo]:
-    """`count` pictures of one kind; picture k depends only on (seed, kind, k)."""
-    photos = []
-    order = np.random.default_rng(seed).permutation(len(images))  # singles: distinct test digits
-    for k in range(count):
-        rng = np.random.default_rng([seed, KINDS[kind], k])
-        if kind == "single":
-            photos.append(single_photo(images, labels, int(order[k % len(order)]), rng))
-        elif kind in SHEETS:
-            photos.append(photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng))
-        else:
-            photos.append(number_photo(images, labels, rng, touching=kind == "touching"))
-    return photos
+    """`count` pictures of one kind: make_photo's 0 to count - 1."""
+    return [make_photo(images, labels, kind, k, seed) for k in range(count)]
+
+
+def make_photo(images: np.ndarray, labels: np.ndarray, kind: str, k: int, seed: int = 0) -> Photo:
+    """Picture k of one kind; it depends only on (seed, kind, k), so a test can make one alone."""
+    rng = np.random.default_rng([seed, KINDS[kind], k])
+    if kind == "single":
+        order = single_order(seed, len(images))
+        return single_photo(images, labels, int(order[k % len(order)]), rng)
+    if kind in SHEETS:
+        return photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng)
+    return number_photo(images, labels, rng, touching=kind == "touching")
+
+
+@functools.lru_cache(maxsize=4)
+def single_order(seed: int, count: int) -> np.ndarray:
+    """The order single-digit photos take the test digits in: each a different one."""
+    return np.random.default_rng(seed).permutation(count)
 
 
 def main() -> None:

@@ -314,3 +314,32 @@ def test_an_underline_is_on_no_line_and_joins_no_digits():
     segments = preprocess_image(page((460, 250), [one(80, 30), zero(160, 30), one(300, 30), underline], width=10))
     assert len(segments) == 3
     assert all(segment.box[3] < 200 for segment in segments)
+
+
+def test_a_digit_broken_across_its_middle_is_one_digit_on_one_line(monkeypatch):
+    """A 3 whose middle was written faintly: its top ends lower than its bottom begins, a little to one
+    side, so the two pieces' boxes overlap by a few rows, far less than a line's digits share. Lines
+    are found before pieces are merged; the lower piece went to a line of its own, and one digit was
+    read as two lines ("7" over "2")."""
+    top = [(40, 30), (90, 30), (90, 60), (65, 85)]
+    bottom = [(85, 82), (95, 100), (95, 140), (40, 140)]
+    picture = page((160, 180), [top, bottom], width=6)
+    [digit] = preprocess_image(picture)
+    assert digit.line == 0 and digit.box[1] < 35 and digit.box[3] > 135
+    from digitrec import preprocess  # the pieces as they were taken before: two lines, a piece each
+
+    monkeypatch.setattr(preprocess, "stacked_on", lambda piece, other, settings: False)
+    assert sorted(segment.line for segment in preprocess_image(picture)) == [0, 1]
+
+
+def test_a_tall_thread_with_little_ink_does_not_make_a_flat_digit_a_dash():
+    """What a margin leaves at the picture's edge, a thread a few pixels wide and taller than the
+    digits, is no digit's height to measure dashes by: against it a flat 0 (37 px high beside digits of
+    45-54) was lower than short_fraction of the tallest and dropped ("83020" read "8320")."""
+    from digitrec.preprocess import Piece, drop_specks
+
+    thread = Piece([1], (17, 7, 24, 138), 114, 81)
+    digits = [Piece([2], (93, 151, 128, 198), 952, 952), Piece([3], (184, 159, 236, 196), 936, 936),
+              Piece([4], (127, 74, 174, 128), 1007, 1007)]
+    kept = drop_specks([thread, *digits])
+    assert kept == digits  # the thread itself has too little ink for a digit

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from make_photos import (INKS, PAPERS, Sheet, flat_picture, print_lines, print_rectangle,  # noqa: E402
@@ -153,9 +154,9 @@ def test_stems_from_edge_to_edge_of_a_long_box_are_no_walls(mnist):
     the bottom edge's middle, where the box's printed sides run into its edges: one box, not four."""
     import io
 
-    from make_photos import make_photos
+    from make_photos import make_photo
 
-    photo = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "boxes", 88, seed=0)[87]
+    photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "boxes", 87, seed=0)
     assert photo.digits == "09809"
     ruling = remove_rules(np.asarray(Image.open(io.BytesIO(photo.data)).convert("RGB")))
     assert len(ruling.boxes) == 1
@@ -167,11 +168,11 @@ def test_strokes_lined_up_across_a_grid_are_not_a_rule(mnist, monkeypatch):
     the 7's bar line up into a line as long as a rule, thin for its length and with paper beside it
     along a third of it; but it is 2.5 times as thick as the grid's lines and mostly has ink beside
     it: strokes, not print (rules.printed_alike). Taken for a rule, the 7 loses its bar and reads 1."""
-    from make_photos import make_photos
+    from make_photos import make_photo
 
     from digitrec import rules
 
-    photo = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "squared", 51, seed=0)[50]
+    photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "squared", 50, seed=0)
     assert photo.digits == "6927"
     assert read_image(photo.data, default_model()).digits == "6927"
     monkeypatch.setattr(rules, "printed_alike", lambda found, mask: found)
@@ -239,7 +240,7 @@ def test_a_rule_no_darker_than_its_paper_estimate_has_no_pen_and_no_error():
     paper = np.full((4, 4, 3), 150, np.float32)  # the estimate darker than the picture
     ink = np.zeros((10, 60), bool)
     ink[4:6] = True
-    band, pen = bands_and_pen(colour, paper, ink, [Line(0.0, 5.0, 2.0, 0.0, 59.0)], upright=False)
+    band, pen, _ = bands_and_pen(colour, paper, ink, [Line(0.0, 5.0, 2.0, 0.0, 59.0)], upright=False)
     assert band[4:6].all() and not pen.any()
 
 
@@ -383,3 +384,57 @@ def test_a_ruled_page_of_numbers_is_read_as_its_lines():
     for segment in segments:
         top, bottom = segment.box[1], segment.box[3]
         assert ys[segment.line] < top and bottom <= ys[segment.line + 1] + 3  # on the rule under it
+
+
+def engineering_paper(digits: bool = True) -> tuple[Sheet, np.ndarray]:
+    """Engineering paper (a light grid every 7 px, every fifth line heavier) under a 4, a 7 and a 1 in a
+    fine pen, blurred and noisy as a camera has it: the grid covers most of the picture."""
+    page = sheet(300, 160)
+    for length, shape in ((160, (slice(None), None)), (300, (None, slice(None)))):
+        minor = np.arange(3, length, 7, dtype=np.float32)
+        coverage = np.maximum(rules_at(length, minor, 1.2), rules_at(length, minor[::5], 2.0))
+        print_lines(page.printed, coverage[shape], BLUE_RULE)
+    if digits:
+        for x0, y0, x1, y1 in ((60, 40, 45, 80), (45, 80, 75, 80), (68, 40, 68, 100), (100, 40, 130, 40),
+                               (130, 40, 110, 100), (160, 40, 158, 100)):
+            stroke(page.ink, x0, y0, x1, y1, width=4)
+    picture = ndimage.gaussian_filter(flat_picture(page), (0.8, 0.8, 0))
+    picture += np.random.default_rng(0).normal(0, 2, picture.shape)
+    return page, grey(picture.clip(0, 255)).round().astype(np.uint8)
+
+
+def test_a_fine_grid_covering_most_of_the_picture_is_looked_for_as_rules(monkeypatch):
+    """Under a grid that covers most of the picture, the median pixel and the neighbours' differences
+    are the grid's own: ink had to be darker than the grid itself (0.57 here), and no rule was found.
+    The paper's peak and its light side put the ink's limit under the grid's darkness."""
+    from digitrec import rules
+
+    page, picture = engineering_paper()
+    colour = np.atleast_3d(picture)
+    grid = float(np.percentile(1 - picture[page.ink < 0.01] / 255, 80))  # the grid's lines, past its paper
+    assert ink_darkness(colour, small_paper(colour)) < grid
+    assert remove_rules(picture).found
+    monkeypatch.setattr(rules, "paper_peak", lambda darkness: (float("inf"), 0.0))
+    assert ink_darkness(colour, small_paper(colour)) > grid
+    assert not remove_rules(picture).found
+
+
+def test_what_a_fine_grid_leaves_is_paper_and_the_strokes_keep_their_cores(monkeypatch):
+    """Once the grid's lines are out, what is no darker than pen over print is paper (the lines' rims,
+    stretches of line too faint to be found), but not within a pixel of a stroke: the strokes keep the
+    same core as without that step."""
+    from digitrec import rules
+
+    page, picture = engineering_paper()
+    near_ink = ndimage.binary_dilation(page.ink > 0.05, iterations=3)
+    core = page.ink > 0.9
+
+    def left_over(cleaned: np.ndarray) -> tuple[int, float]:
+        dark = cleaned < 0.9 * np.median(cleaned)  # the segmenter's rims reach this faint
+        return int((dark & ~near_ink).sum()), float((cleaned[core] < 0.6 * np.median(cleaned)).mean())
+
+    residue, kept = left_over(remove_rules(picture).cleaned.astype(np.float32))
+    monkeypatch.setattr(rules, "no_darker_than_print", lambda colour, paper, darknesses: np.zeros(colour.shape[:2], bool))
+    residue_before, kept_before = left_over(remove_rules(picture).cleaned.astype(np.float32))
+    assert residue <= 5 < 20 <= residue_before
+    assert kept >= kept_before - 0.01

@@ -10,7 +10,8 @@ preprocess.preprocess_image calls it on its working copy of every picture, befor
 segmented; lines of writing are then found among the digits (preprocess.text_lines).
 
 How: the ink mask is the pixels darker than the local paper in any colour channel (so a light-blue
-rule on white paper counts as much as black ink), by more than the paper's noise. Rules are long, thin
+rule on white paper counts as much as black ink), by more than the paper's noise (measured on the
+light side of the paper's peak where a fine grid covers most of the picture). Rules are long, thin
 and straight: horizontal runs of ink (vertical ones for vertical rules) at least RUN_PIXELS long are
 joined into pieces; in each piece the line with the most pixels on it is found by a small Hough vote
 over the slopes a photo's rules take (a turned, tilted page), fitted by least squares through its
@@ -35,7 +36,9 @@ A rule's band is removed where no stroke crosses it: a band pixel with stroke in
 sides (above and below a horizontal rule, left and right of a vertical one) is stroke and stays, so
 the strokes a rule crosses stay whole, except along a box wall for longer than two pen widths (two
 digits pressed against it from both sides, which the wall would join); so does a band pixel far
-darker than its rule (bands_and_pen: pen written along a light rule). Detection runs on a copy
+darker than its rule (bands_and_pen: pen written along a light rule). On a grid, what its lines
+leave (their rims, lines too faint to be found) goes too: every pixel no darker than pen over its
+print, unless it is a stroke's rim (no_darker_than_print). Detection runs on a copy
 reduced to DETECT_SIDE, so a large picture takes bounded time, and only where thin ink reaches
 across the picture (long_thin_ink, after a small closing: a pen with a light middle draws two thin
 outlines): most pictures of digits have none, and skip the search. numpy, scipy.ndimage and Pillow
@@ -60,6 +63,8 @@ PAPER_SIDE = 64  # px: the paper's brightness varies slowly; it is estimated thi
 MIN_DARKNESS = 0.08  # a rule or ink is at least 8% darker than the paper in some channel (light-blue rules: ~30%)
 NOISE_SIGMAS = 5.0  # and stands out of the paper's noise by this many robust deviations
 NEIGHBOUR_DIFFERENCE = 0.954  # median |a - b| of two independent samples of N(0, 1): 0.6745 * sqrt(2)
+DARKNESS_SAMPLES = 10_000  # the paper's level and noise come from at most about this many pixels (medians cost)
+PEAK_BIN = 0.01  # the paper's darkness peak is found in steps this wide (its noise: 0.01-0.03)
 MIN_ON_PAPER = 0.3  # of a rule's length has paper on both sides (a notebook rule under a number: 50%+)
 FILLED_ON_PAPER = 0.5  # and a line found only filled in (faint_lines): a row of digits' rims passed at 0.3
 SIDE_PIXELS = 2  # px (detection scale): its sides are looked at this far past its edges
@@ -100,6 +105,9 @@ EDGE_PIXELS = 2  # px (detection scale): a rule ending this close to the picture
 STROKE_CONTRAST = 0.3
 RULE_PERCENTILE = 50  # a rule's darkness: this percentile along it of its core's (bands_and_pen; 35: the same)
 PRESSED_STROKES = 2.0  # pen widths: a stroke across a wall keeps about one pen width of it (1.5-3 read the same)
+# A grid's residue is what is no darker than pen over its print (no_darker_than_print), where the
+# picture's darkest (this percentile: its ink, a few % of it) is this much darker still.
+INKIEST_PERCENTILE, INK_PAST_FLOOR = 99.5, 0.1
 BAND_MARGIN = 1.0  # px: a rule's band reaches this far past its measured edge (its anti-aliased rim)
 GRID_RULES = 3  # evenly spaced rules, at least this many, make a grid whose missing lines are looked for
 GRID_TOLERANCE = 0.15  # of the spacing: a grid line lies this close to where the spacing puts it
@@ -160,8 +168,10 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     if not (horizontal or vertical or walls):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
-    removed = rule_pixels(colour, paper, ink, *([band_of(line, factor) for line in lines]
-                                                for lines in (horizontal, vertical, walls)))
+    removed, darknesses = rule_pixels(colour, paper, ink, *([band_of(line, factor) for line in lines]
+                                                            for lines in (horizontal, vertical, walls)))
+    if len(horizontal) >= GRID_RULES and len(vertical) >= GRID_RULES:
+        removed |= no_darker_than_print(colour, paper, darknesses)
     rows, columns = np.nonzero(removed)
     # The paper under a rule, from the small estimate: it varies slowly.
     grey[rows, columns] = luminance(paper)[rows * paper.shape[0] // grey.shape[0],
@@ -232,15 +242,34 @@ def ink_darkness(colour: np.ndarray, paper: np.ndarray) -> float:
     """How much darker than the paper ink is, at least, in its darkest channel: past the paper's noise
     and MIN_DARKNESS."""
     height, width, _ = colour.shape
-    sample = colour[::3, ::3].astype(np.float32)
-    sample_paper = paper[np.arange(sample.shape[0])[:, None] * 3 * paper.shape[0] // height,
-                         np.arange(sample.shape[1])[None, :] * 3 * paper.shape[1] // width]
+    step = max(3, math.ceil(math.sqrt(height * width / DARKNESS_SAMPLES)))
+    sample = colour[::step, ::step].astype(np.float32)
+    sample_paper = paper[np.arange(sample.shape[0])[:, None] * step * paper.shape[0] // height,
+                         np.arange(sample.shape[1])[None, :] * step * paper.shape[1] // width]
     darkness = (1 - sample / sample_paper).max(axis=2)
     # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
     # and ink and rules (a fine grid is a good share of the picture) make few of them.
     differences = np.abs(np.diff(darkness, axis=1))  # none in a picture a few pixels wide
     spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
-    return max(MIN_DARKNESS, float(np.median(darkness)) + NOISE_SIGMAS * spread)
+    # A fine grid (engineering paper) can cover most of a small picture: then the median and the
+    # differences are the grid's own, and ink had to be darker than the grid's heavy lines (up to 0.9
+    # where the grid is 0.2-0.3 dark). The paper's peak and its light side, where nothing printed or
+    # written lies, give the paper's level and noise whatever covers the rest.
+    peak, light_spread = paper_peak(darkness)
+    return max(MIN_DARKNESS, min(float(np.median(darkness)) + NOISE_SIGMAS * spread,
+                                 peak + NOISE_SIGMAS * light_spread))
+
+
+def paper_peak(darkness: np.ndarray) -> tuple[float, float]:
+    """The most common darkness (the paper's, in PEAK_BIN steps) and the paper's noise, as the spread
+    of the darkness lighter than it: the light half of the paper's noise and nothing else, since no
+    ink or print is lighter than paper."""
+    bins = round(1.5 / PEAK_BIN)  # from -0.5 (paper lighter than its estimate) to 1 (black)
+    index = np.clip(((darkness + 0.5) / PEAK_BIN).astype(np.int32), 0, bins - 1)  # bincount: 5x np.histogram
+    counts = np.convolve(np.bincount(index.ravel(), minlength=bins), np.ones(3), "same")  # smoothed by its neighbours
+    peak = (int(np.argmax(counts)) + 0.5) * PEAK_BIN - 0.5
+    lighter = peak - darkness[darkness < peak]
+    return peak, float(np.sqrt(np.mean(lighter ** 2))) if lighter.size else 0.0
 
 
 def ink_mask(colour: np.ndarray, paper: np.ndarray, darker: float) -> np.ndarray:
@@ -622,10 +651,10 @@ def band_pixels(line: Line, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndar
 
 
 def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines: list[Line], upright: bool
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The lines' bands as a mask of the picture, and the pixels in them far darker than their rule: a
-    stroke written along a rule (a light grid line under a 1's stem, the bar of a 4 on a notebook rule)
-    or over it. A rule's own darkness is the median along it of its darkest pixel across (its core,
+                  ) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The lines' bands as a mask of the picture, the pixels in them far darker than their rule (a
+    stroke written along a rule: a light grid line under a 1's stem, the bar of a 4 on a notebook rule;
+    or over it), and each rule's darkness. A rule's own darkness is the median along it of its darkest pixel across (its core,
     not its blurred rim, wherever the fitted line lies in it; numbers sitting on a rule cover a third
     of it or less); a pixel past it by STROKE_CONTRAST of the way to black is pen. A form's black box
     edges are as dark as the pen: there it finds nothing, and only the crossing test (rule_pixels) keeps
@@ -635,6 +664,7 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
     picture's rows)."""
     height, width = ink.shape
     band, pen = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+    darknesses = []
     for line in lines:
         across, along = band_pixels(line, (width, height) if upright else (height, width))
         rows, columns = (along, across) if upright else (across, along)
@@ -651,19 +681,20 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
         rule = float(np.percentile(ridge[np.isfinite(ridge)], RULE_PERCENTILE))
         stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
         pen[rows[stroke], columns[stroke]] = True
-    return band, pen
+        darknesses.append(rule)
+    return band, pen, darknesses
 
 
 def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizontal: list[Line],
-                vertical: list[Line], walls: list[Line]) -> np.ndarray:
+                vertical: list[Line], walls: list[Line]) -> tuple[np.ndarray, list[float]]:
     """The rules' bands less the stroke pixels in them: a band pixel that is ink with stroke ink
     directly on both sides across the rule belongs to a stroke the rule crosses, and one far darker
     than its rule is pen (bands_and_pen). Along a box wall, such pixels running further than
     PRESSED_STROKES pen widths are two digits pressed against the wall from both sides, not a stroke
     across it: they go with the wall (else the wall joins the digits and reads as a 1 between them)."""
-    band_h, pen_h = bands_and_pen(colour, paper, ink, horizontal, upright=False)
-    band_w, pen_w = bands_and_pen(colour, paper, ink, walls, upright=True)
-    band_v, pen_v = bands_and_pen(colour, paper, ink, vertical, upright=True)
+    band_h, pen_h, dark_h = bands_and_pen(colour, paper, ink, horizontal, upright=False)
+    band_w, pen_w, dark_w = bands_and_pen(colour, paper, ink, walls, upright=True)
+    band_v, pen_v, dark_v = bands_and_pen(colour, paper, ink, vertical, upright=True)
     band_v, pen_v = band_v | band_w, pen_v | pen_w
     stroke = ink & ~band_h & ~band_v
     widest = max((line.thickness for line in horizontal + vertical + walls), default=0)
@@ -678,7 +709,25 @@ def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizont
     if walls:
         removed |= pressed_against(~removed & band_w & ink, PRESSED_STROKES * stroke_width(stroke))
     # Where two rules cross, the print is darker than either: not pen.
-    return removed & ~((pen_h | pen_v) & ~(band_h & band_v))
+    return removed & ~((pen_h | pen_v) & ~(band_h & band_v)), dark_h + dark_v + dark_w
+
+
+def no_darker_than_print(colour: np.ndarray, paper: np.ndarray, darknesses: list[float]) -> np.ndarray:
+    """What a grid leaves once its lines are taken out (their rims, fine lines too faint or cut too
+    short to be found): the pixels no darker than pen over its print (STROKE_CONTRAST past the rules'
+    median darkness, as bands_and_pen tells pen from print) and more than a pixel from anything darker,
+    so a stroke keeps its blurred rim. Left in, a fine grid joined digits to each other and to the
+    picture's edges (engineering paper of seeds 0-1, 200 photos: 159 -> 179 read right; squared paper
+    +1, every other kind the same). Nothing where the ink is no darker than the print (a black grid)."""
+    height, width, channels = colour.shape
+    rule = float(np.median(darknesses)) if darknesses else 1.0
+    floor = rule + STROKE_CONTRAST * (1 - rule)
+    under = np.stack([np.asarray(Image.fromarray(paper[..., channel]).resize((width, height), Image.Resampling.BILINEAR))
+                      for channel in range(channels)], axis=2)
+    darkness = (1 - colour / under).max(axis=2)
+    if float(np.percentile(darkness[::3, ::3], INKIEST_PERCENTILE)) < floor + INK_PAST_FLOOR:
+        return np.zeros((height, width), bool)
+    return (darkness < floor) & ~grown(darkness >= floor, 3)
 
 
 def pressed_against(kept: np.ndarray, longest: float) -> np.ndarray:
