@@ -361,16 +361,16 @@ def test_grids_too_faint_for_the_ink_mask_are_found_on_masks_averaged_along_thei
     """Photos whose grid the ink mask sees only as dots at its crossings (squared paper of seeds 0 and
     1, engineering paper of seeds 0 and 1, one each): the grid is found on the darkness averaged along
     each direction (rules.faint_lines); left as it was, the grid is read as a 2 or eats the digits.
-    Since the ink's limit comes from the paper's peak, 6 of read_photos' 400 squared and engineering
-    photos need it (squared 197 -> 195, engineering 180 -> 176 without it)."""
+    Since the ink's limit also comes from the paper's peak, 4 of the 400 squared and engineering photos
+    of seeds 0-1 need it (squared 197 -> 195 read right without it, engineering 179 -> 177)."""
     from digitrec import rules
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from make_photos import make_photo
 
     photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed)
-              for kind, seed, k in (("squared", 0, 51), ("squared", 1, 52), ("graph", 0, 32), ("graph", 1, 17))]
-    assert [photo.digits for photo in photos] == ["785027", "59298", "097927", "32628"]
+              for kind, seed, k in (("squared", 0, 51), ("squared", 1, 52), ("graph", 0, 94), ("graph", 1, 17))]
+    assert [photo.digits for photo in photos] == ["785027", "59298", "737981", "32628"]
     assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
     monkeypatch.setattr(rules, "faint_lines", WITHOUT["faint lines"][2])
     assert all(read_image(photo.data, default_model()).digits != photo.digits for photo in photos)
