@@ -537,3 +537,19 @@ def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_di
     assert _takes_whole(read((4, 0.95)), whole(0.99, 0.85))  # sure
     assert not _takes_whole(read((4, 0.3), (1, 0.3)), whole(0.99, 0.99))  # no more digits
     assert not _takes_whole(read((4, 0.3)), LineReading("", [], [], []))  # nothing read
+
+
+def test_the_line_readers_digits_are_boxed_on_their_ink_not_on_its_frames():
+    """CTC reads a digit in a frame or two near its ink, often ahead of it or in the gap before it: a
+    line of a digit, a gap and two touching digits, read with spans in the gap and at the pair's left
+    edge, still gives each digit its own columns, the pair cut where its ink falls deepest."""
+    from digitrec.predict import digit_columns
+
+    ink = np.zeros((30, 100), np.float32)
+    ink[2:28, 10:30] = 1  # a digit, columns 10-29
+    ink[2:28, 50:70] = 1  # two touching digits, 50-69 and 71-89, joined by a thin stroke at 70
+    ink[14:16, 70] = 1
+    ink[2:28, 71:90] = 1
+    spans = [(5, 7), (40, 42), (52, 54)]  # the first ahead of its digit, the second in the gap
+    assert digit_columns(ink, spans) == [(10, 30), (50, 70), (70, 90)]
+    assert digit_columns(ink, [(5, 7)]) == [(5, 7)]  # fewer digits than runs of ink: the spans as they are

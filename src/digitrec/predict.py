@@ -221,6 +221,39 @@ def _takes_whole(by_piece: list[tuple[Segment, Item]], whole: LineReading,
     return sureness >= settings.line_sure or sureness > min(item.probability for _, item in by_piece)
 
 
+def digit_columns(ink: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each digit's columns [x0, x1) of a line's ink, for the line reader's digits: CTC reads a digit in
+    a frame or two near its ink, often ahead of it or in the gap before it, so its spans boxed slivers
+    of digits and bare paper. The line's ink falls into runs of columns between gaps; each run holds a
+    digit, the widest for their share of digits more (two that touch), cut where its ink falls deepest
+    near even shares of its width. Where the reader read fewer digits than there are runs, its spans."""
+    inked = ink.max(axis=0, initial=0) > 0.2 if ink.size else np.zeros(0, bool)
+    edges = np.flatnonzero(np.diff(np.r_[0, inked.astype(np.int8), 0]))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    if len(spans) < len(runs) or not runs:
+        return list(spans)
+    shares = [1] * len(runs)
+    for _ in range(len(spans) - len(runs)):  # the next digit to the run widest for its digits
+        widest = max(range(len(runs)), key=lambda k: (runs[k][1] - runs[k][0]) / shares[k])
+        shares[widest] += 1
+    depth = valley_depth(ink.sum(axis=0))
+    columns = []
+    for (x0, x1), share in zip(runs, shares):
+        step = (x1 - x0) / share
+        cuts = [x0 + int(round((j - 0.5) * step)) + int(np.argmax(depth[x0 + int(round((j - 0.5) * step)):
+                                                                          x0 + int(round((j + 0.5) * step))]))
+                for j in range(1, share)]
+        columns += list(zip([x0] + cuts, cuts + [x1]))
+    return columns
+
+
+def valley_depth(weight: np.ndarray) -> np.ndarray:
+    """How far each column's ink falls below the line's highest on both sides of it: deepest where two
+    touching digits meet, shallow at the thin tip of one."""
+    left_peak, right_peak = np.maximum.accumulate(weight), np.maximum.accumulate(weight[::-1])[::-1]
+    return np.minimum(left_peak, right_peak) - weight
+
+
 @functools.lru_cache(maxsize=1)
 def _line_reader() -> LineReaderOnnx | None:
     """The line reader shipped in the package, opened once; None where it does not ship."""
@@ -232,7 +265,8 @@ def _read_whole_line(line: TextLine, number: int, reading: LineReading, settings
     """The line as the line reader read it whole (`reading`), each digit with its box and, as the 28x28
     image it shows, its columns of the line in MNIST's style. Made only for a reading that is taken."""
     read = []
-    for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions, reading.spans):
+    for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions,
+                                             digit_columns(line.ink, reading.spans)):
         columns = line.ink[:, x0:x1]
         rows = np.flatnonzero(columns.max(axis=1) > 0.2) if columns.size else np.zeros(0, int)
         top, bottom = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, line.ink.shape[0])
