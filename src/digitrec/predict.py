@@ -24,6 +24,7 @@ from digitrec.preprocess import (DEFAULT_SETTINGS, ReadingSettings, Segment, Tex
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
 DIGITS = tuple(str(digit) for digit in range(10))  # MNIST's classes (data.DATASETS, on the torch side)
+LINE_INK = 0.2  # of a line's ink map (0-1): what counts as ink for its digits' columns and rows
 # What a folder is searched for: pictures people take, scan and draw. Pillow also registers data
 # formats (HDF5, GRIB, EPS...) that are not pictures of digits, so the list is ours.
 PICTURE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp",
@@ -227,7 +228,7 @@ def digit_columns(ink: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[i
     of digits and bare paper. The line's ink falls into runs of columns between gaps; each run holds a
     digit, the widest for their share of digits more (two that touch), cut where its ink falls deepest
     near even shares of its width. Where the reader read fewer digits than there are runs, its spans."""
-    inked = ink.max(axis=0, initial=0) > 0.2 if ink.size else np.zeros(0, bool)
+    inked = ink.max(axis=0, initial=0) > LINE_INK if ink.size else np.zeros(0, bool)
     edges = np.flatnonzero(np.diff(np.r_[0, inked.astype(np.int8), 0]))
     runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
     if len(spans) < len(runs) or not runs:
@@ -239,10 +240,10 @@ def digit_columns(ink: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[i
     depth = valley_depth(ink.sum(axis=0))
     columns = []
     for (x0, x1), share in zip(runs, shares):
-        step = (x1 - x0) / share
-        cuts = [x0 + int(round((j - 0.5) * step)) + int(np.argmax(depth[x0 + int(round((j - 0.5) * step)):
-                                                                          x0 + int(round((j + 0.5) * step))]))
-                for j in range(1, share)]
+        step, cuts = (x1 - x0) / share, []
+        for j in range(1, share):  # the deepest column within half a share of each even cut
+            low, high = x0 + round((j - 0.5) * step), x0 + round((j + 0.5) * step)
+            cuts.append(low + int(np.argmax(depth[low:high])))
         columns += list(zip([x0] + cuts, cuts + [x1]))
     return columns
 
@@ -268,7 +269,7 @@ def _read_whole_line(line: TextLine, number: int, reading: LineReading, settings
     for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions,
                                              digit_columns(line.ink, reading.spans)):
         columns = line.ink[:, x0:x1]
-        rows = np.flatnonzero(columns.max(axis=1) > 0.2) if columns.size else np.zeros(0, int)
+        rows = np.flatnonzero(columns.max(axis=1) > LINE_INK) if columns.size else np.zeros(0, int)
         top, bottom = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, line.ink.shape[0])
         box = (line.box[0] + x0 * line.scale, line.box[1] + top * line.scale,
                min(line.box[0] + x1 * line.scale, line.box[2]), min(line.box[1] + bottom * line.scale, line.box[3]))
