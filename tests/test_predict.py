@@ -553,3 +553,6 @@ def test_the_line_readers_digits_are_boxed_on_their_ink_not_on_its_frames():
     spans = [(5, 7), (40, 42), (52, 54)]  # the first ahead of its digit, the second in the gap
     assert digit_columns(ink, spans) == [(10, 30), (50, 70), (70, 90)]
     assert digit_columns(ink, [(5, 7)]) == [(5, 7)]  # fewer digits than runs of ink: the spans as they are
+    thread = np.zeros((30, 100), np.float32)
+    thread[2:28, 40] = 1  # one column read as three digits: they share it, none is empty
+    assert digit_columns(thread, [(38, 39), (40, 41), (42, 43)]) == [(40, 41)] * 3

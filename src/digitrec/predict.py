@@ -240,6 +240,9 @@ def digit_columns(ink: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[i
     depth = valley_depth(ink.sum(axis=0))
     columns = []
     for (x0, x1), share in zip(runs, shares):
+        if x1 - x0 < 2 * share:  # too narrow to cut (a thread read as digits): its digits share it
+            columns += [(x0, x1)] * share
+            continue
         step, cuts = (x1 - x0) / share, []
         for j in range(1, share):  # the deepest column within half a share of each even cut
             low, high = x0 + round((j - 0.5) * step), x0 + round((j + 0.5) * step)
