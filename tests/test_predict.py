@@ -362,7 +362,7 @@ def test_grids_too_faint_for_the_ink_mask_are_found_on_masks_averaged_along_thei
     1, engineering paper of seeds 0 and 1, one each): the grid is found on the darkness averaged along
     each direction (rules.faint_lines); left as it was, the grid is read as a 2 or eats the digits.
     Since the ink's limit also comes from the paper's peak, 4 of the 400 squared and engineering photos
-    of seeds 0-1 need it (squared 197 -> 195 read right without it, engineering 179 -> 177)."""
+    of seeds 0-1 need it (squared 197 -> 195 read right without it, engineering 180 -> 178)."""
     from digitrec import rules
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))

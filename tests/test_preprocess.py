@@ -343,3 +343,18 @@ def test_a_tall_thread_with_little_ink_does_not_make_a_flat_digit_a_dash():
               Piece([4], (127, 74, 174, 128), 1007, 1007)]
     kept = drop_specks([thread, *digits])
     assert kept == digits  # the thread itself has too little ink for a digit
+
+
+def test_a_four_whose_stem_came_apart_from_the_rest_is_one_digit():
+    """A thin pen's 4: its diagonal and bar, one piece, come down past the middle of its stem, the
+    other piece, and stop just short of it. Hanging from the stem's top, the piece is a fragment of the
+    4 (ReadingSettings.fragment_end); judged by halves alone it crossed the middle, like a dash, and
+    the 4 was read as two digits ("61")."""
+    from dataclasses import replace
+
+    from digitrec.preprocess import DEFAULT_SETTINGS
+
+    four = page((160, 180), [[(62, 18), (30, 100), (76, 100)], [(86, 14), (86, 160)]], width=6)
+    [digit] = preprocess_image(four)
+    assert digit.box[0] < 32 and digit.box[2] > 84
+    assert len(preprocess_image(four, settings=replace(DEFAULT_SETTINGS, fragment_end=0.0))) == 2
