@@ -228,7 +228,7 @@ def digit_columns(ink: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[i
     of digits and bare paper. The line's ink falls into runs of columns between gaps; each run holds a
     digit, the widest for their share of digits more (two that touch), cut where its ink falls deepest
     near even shares of its width. Where the reader read fewer digits than there are runs, its spans."""
-    inked = ink.max(axis=0, initial=0) > LINE_INK if ink.size else np.zeros(0, bool)
+    inked = ink.max(axis=0, initial=0) > LINE_INK
     edges = np.flatnonzero(np.diff(np.r_[0, inked.astype(np.int8), 0]))
     runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
     if len(spans) < len(runs) or not runs:

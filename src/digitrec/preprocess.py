@@ -411,12 +411,17 @@ def stacked_on(piece: Piece, other: Piece, settings: ReadingSettings = DEFAULT_S
     was written faintly): their boxes overlap, and one lies over most of the other's columns. Digits
     of neighbouring lines seldom overlap so: single digits of seeds 0-1 (4,000 photos) read 2 more
     right, and 1,600 photos of paper, pages, touching digits and numbers read exactly as before."""
-    columns = min(piece.box[2], other.box[2]) - max(piece.box[0], other.box[0])
-    return rows_shared(piece, other) > 0 and columns >= settings.merge_overlap * min(piece.width, other.width)
+    return (rows_shared(piece, other) > 0
+            and columns_shared(piece, other) >= settings.merge_overlap * min(piece.width, other.width))
 
 
 def rows_shared(a: Piece, b: Piece) -> int:
     return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+
+
+def columns_shared(a: Piece, b: Piece) -> int:
+    """The columns two pieces' boxes share (negative: the gap between them)."""
+    return min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
 
 
 def box_distance(a: Piece, b: Piece) -> float:
@@ -547,7 +552,7 @@ class Piece:
 def share_columns(a: Piece, b: Piece, settings: ReadingSettings = DEFAULT_SETTINGS) -> bool:
     """Pieces sharing most of the narrower one's columns are one digit: a broken stroke, a crossed 7;
     but not a dot with a digit, nor dots with each other (fragment_size, merge_reach)."""
-    shared = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    shared = columns_shared(a, b)
     small, large = sorted((a, b), key=lambda piece: max(piece.width, piece.height))
     gap = max(a.box[1] - b.box[3], b.box[1] - a.box[3], 0)
     return (shared >= settings.merge_overlap * min(a.width, b.width)
@@ -559,12 +564,12 @@ def fragment_of(short: Piece, tall: Piece, labels: np.ndarray, settings: Reading
                 ) -> tuple[float, float] | None:
     """(The gap between their ink, the columns they share (negative: the gap between them)) when
     `short` is a fragment of `tall`, such as the detached bar of a 5: much lower, close over or under
-    its top or bottom half, and over its columns or just beside them, with little ink or nearly
+    its top or bottom half (or hanging from its top or bottom), and over its columns or just beside them, with little ink or nearly
     touching; a dot only when it nearly touches (a crumbling stroke's crumbs, not a dotted page's
     dots). None when it is not."""
     if short.height >= settings.fragment_height * tall.height:
         return None
-    shared = min(short.box[2], tall.box[2]) - max(short.box[0], tall.box[0])
+    shared = columns_shared(short, tall)
     middle = (tall.box[1] + tall.box[3]) / 2
     # In its top or bottom half, or hanging from its top or bottom (a thin pen's 4 whose diagonal and bar
     # come down past its stem's middle); a dash across the middle, reaching neither, stays apart.

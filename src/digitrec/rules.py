@@ -654,11 +654,11 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
                   ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """The lines' bands as a mask of the picture, the pixels in them far darker than their rule (a
     stroke written along a rule: a light grid line under a 1's stem, the bar of a 4 on a notebook rule;
-    or over it), and each rule's darkness. A rule's own darkness is the median along it of its darkest pixel across (its core,
-    not its blurred rim, wherever the fitted line lies in it; numbers sitting on a rule cover a third
-    of it or less); a pixel past it by STROKE_CONTRAST of the way to black is pen. A form's black box
-    edges are as dark as the pen: there it finds nothing, and only the crossing test (rule_pixels) keeps
-    strokes. The band's 90th percentile, the first measure, took a rule that numbers sit on for as dark
+    or over it), and each rule's darkness. A rule's own darkness is the median along it of its darkest
+    pixel across (its core, not its blurred rim, wherever the fitted line lies in it; numbers sitting
+    on a rule cover a third of it or less); a pixel past it by STROKE_CONTRAST of the way to black is
+    pen. A form's black box edges are as dark as the pen: there it finds nothing, and only the crossing
+    test (rule_pixels) keeps strokes. The band's 90th percentile, the first measure, took a rule that numbers sit on for as dark
     as their pen: the median read 1,150 of seeds 0-2's 1,200 paper photos right against 1,137 (pages
     +5, notebook +3, squared +4, boxes +1). `upright` lines are vertical (their `along` is the
     picture's rows)."""
@@ -720,7 +720,9 @@ def no_darker_than_print(colour: np.ndarray, paper: np.ndarray, darknesses: list
     picture's edges (engineering paper of seeds 0-1, 200 photos: 159 -> 179 read right; squared paper
     +1, every other kind the same). Nothing where the ink is no darker than the print (a black grid)."""
     height, width, channels = colour.shape
-    rule = float(np.median(darknesses)) if darknesses else 1.0
+    if not darknesses:  # no rule had ink enough to be measured
+        return np.zeros((height, width), bool)
+    rule = float(np.median(darknesses))
     floor = rule + STROKE_CONTRAST * (1 - rule)
     under = np.stack([np.asarray(Image.fromarray(paper[..., channel]).resize((width, height), Image.Resampling.BILINEAR))
                       for channel in range(channels)], axis=2)
