@@ -539,6 +539,70 @@ def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_di
     assert not _takes_whole(read((4, 0.3)), LineReading("", [], [], []))  # nothing read
 
 
+def test_a_longer_reading_the_digit_model_reads_the_same_is_taken():
+    """The line reader's reading of more digits, not sure enough to be taken alone, is taken where the
+    digit model reads every one of its digit boxes as the same digit, as surely as the line's pieces or
+    surely; a disagreement or a box it reads less surely (a sliver read as a 1) keeps the pieces."""
+    from digitrec.predict import _confirmed
+
+    class Fixed:  # reads its images as the rows it is given, in order
+        classes = tuple("0123456789")
+
+        def __init__(self, *rows: tuple[int, float]) -> None:
+            self.rows = rows
+
+        def log_probabilities(self, images: np.ndarray) -> np.ndarray:
+            assert len(images) == len(self.rows)
+            return np.log(np.array([[p if d == digit else (1 - p) / 9 for d in range(10)] for digit, p in self.rows]))
+
+    def read(*digits: tuple[int, float]) -> list[tuple[Segment, Item]]:
+        return [(Segment(np.zeros((28, 28), np.uint8), (10 * k, 0, 10 * k + 9, 20)),
+                 Item(digit, probability, [], (10 * k, 0, 10 * k + 9, 20))) for k, (digit, probability) in enumerate(digits)]
+
+    pieces, whole = read((0, 0.9), (2, 0.6), (4, 0.61)), read((0, 0.99), (2, 0.99), (1, 0.48), (4, 0.99))
+    assert _confirmed(pieces, whole, Fixed((0, 0.9), (2, 0.86), (1, 0.91), (4, 0.64)))  # as sure as its 2
+    assert not _confirmed(pieces, whole, Fixed((0, 0.9), (2, 0.86), (7, 0.91), (4, 0.64)))  # a 7, not a 1
+    assert not _confirmed(pieces, whole, Fixed((0, 0.9), (2, 0.86), (1, 0.55), (4, 0.64)))  # less sure than all
+    sure = read((8, 0.91), (4, 0.94))
+    assert _confirmed(sure, read((8, 0.99), (4, 0.99), (1, 0.98)), Fixed((8, 0.9), (4, 0.91), (1, 0.85)))
+    assert not _confirmed(sure, read((8, 0.99), (4, 0.99), (1, 0.98)), Fixed((8, 0.9), (4, 0.91), (1, 0.72)))
+
+
+def test_touching_pairs_both_models_read_alike_are_read_apart_and_slivers_gain_no_1(mnist, monkeypatch):
+    """Photos where the line reader reads a touching pair right but unsurely ("0214": its 1 at 0.48)
+    and the digit model, reading its boxes, agrees: they are read right, and one digit short without
+    the agreement. Two photos where it reads a sliver of a 4 or a box's wall as a 1 that the digit model
+    also reads as a 1, unsurely, keep their digits."""
+    from digitrec import predict
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    def photo(kind: str, seed: int, k: int):
+        return make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed)
+
+    pairs = [photo("touching", 0, 75), photo("touching", 0, 161), photo("touching", 1, 185)]
+    slivers = [photo("page", 1, 198), photo("boxes", 1, 68)]
+    assert [p.digits for p in pairs + slivers] == ["0214", "4016", "9590", "044\n070746\n72\n282", "8164"]
+    assert [read_image(p.data, default_model()).digits for p in pairs + slivers] == [p.digits for p in pairs + slivers]
+    monkeypatch.setattr(predict, "_confirmed", lambda *arguments: False)
+    assert [len(read_image(p.data, default_model()).digits) for p in pairs] == [3, 3, 3]
+
+
+def test_the_line_readers_digits_go_to_the_ink_their_frames_lead_to():
+    """CTC reads a digit ahead of its ink, never past it: a wide digit and, after a gap, a narrower
+    pair written into each other, read with the pair's first digit in the gap, gives the pair both
+    digits, where sharing by width alone would cut the wide digit in two."""
+    from digitrec.predict import digit_columns
+
+    ink = np.zeros((40, 100), np.float32)
+    ink[2:38, 0:39] = 1  # a wide 5
+    ink[2:38, 60:96] = 1  # a 1 written into a 6, thinner where they meet
+    ink[2:10, 68:70] = 0
+    assert digit_columns(ink, [(0, 1), (49, 57), (70, 78)]) == [(0, 39), (60, 69), (69, 96)]
+    assert digit_columns(ink, [(0, 1), (20, 24), (70, 78)])[2] == (60, 96)  # both frames in the 5: it is cut
+
+
 def test_the_line_readers_digits_are_boxed_on_their_ink_not_on_its_frames():
     """CTC reads a digit in a frame or two near its ink, often ahead of it or in the gap before it: a
     line of a digit, a gap and two touching digits, read with spans in the gap and at the pair's left
