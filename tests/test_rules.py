@@ -181,7 +181,7 @@ def test_strokes_lined_up_across_a_grid_are_not_a_rule(mnist, monkeypatch):
 
 def test_strokes_crossing_grid_lines_slantwise_keep_their_ink(mnist, monkeypatch):
     """A stroke crossing a grid line slantwise comes out of it a column or two along from where it
-    went in: photos of squared and engineering paper whose digits lost ink there (an 8 read 5, a 1
+    went in: photos of squared and engineering paper whose digits lost ink there (a 6 read 5, a 0
     read 8, a 7 read 2) read right, and most of them wrong when the stroke's far side is looked for
     straight across the line only (rules.CROSS_SLACK 0)."""
     from make_photos import make_photo
@@ -189,8 +189,8 @@ def test_strokes_crossing_grid_lines_slantwise_keep_their_ink(mnist, monkeypatch
     from digitrec import rules
 
     photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed)
-              for kind, seed, k in (("squared", 1, 129), ("squared", 1, 130), ("squared", 0, 179),
-                                    ("graph", 0, 28), ("graph", 0, 59), ("graph", 1, 30))]
+              for kind, seed, k in (("squared", 1, 129), ("squared", 1, 197), ("graph", 0, 13),
+                                    ("graph", 0, 28), ("graph", 0, 59), ("graph", 1, 41))]
 
     def right() -> int:
         return sum(read_image(photo.data, default_model()).digits == photo.digits for photo in photos)

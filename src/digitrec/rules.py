@@ -117,12 +117,13 @@ GRID_THICKER = 2.0  # px (detection scale): and is at most this much thicker tha
 # px (detection scale): a found rule is followed past its ends over gaps up to this: strokes crossing
 # it (reading shrinks a picture until its pen is about 8 px wide) and dashes of a faint rule.
 CROSS_PIXELS = 16
-# px: a stroke crossing a rule slantwise comes out of it a column or two along from where it went in,
-# so its ink on the far side is looked for this far to either side (rule_pixels). Without it a thin
-# pen's strokes were cut along squared paper's lines (seeds 0-1, 400 photos of each kind: squared
-# 389 -> 394, engineering paper 365 -> 384, pages 372 -> 374; notebook, legal pad and boxes one fewer
-# each). Not along box walls, where two digits pressed against a wall from both sides would keep it.
-CROSS_SLACK = 2
+# px: a stroke crossing a rule slantwise comes out of it a column along from where it went in, so its
+# ink on the far side is looked for this far to either side (rule_pixels). Without it a thin pen's
+# strokes were cut along squared paper's lines (seeds 0-1, 400 photos of each kind: squared 389 -> 391,
+# engineering paper 365 -> 377, pages 372 -> 374, legal pad one fewer, notebook and boxes the same).
+# 2 px read 394 and 384 of the grids but a notebook's and a form's digit fewer. Not along box walls,
+# where two digits pressed against a wall from both sides would keep it.
+CROSS_SLACK = 1
 
 
 @dataclass(frozen=True)
