@@ -539,6 +539,22 @@ def test_the_line_readers_longer_reading_is_taken_when_sure_or_surer_than_the_di
     assert not _takes_whole(read((4, 0.3)), LineReading("", [], [], []))  # nothing read
 
 
+def test_digits_in_other_hands_than_mnists_are_read():
+    """Digits drawn from pen strokes in styles MNIST has few of (benchmarks/drawn_digits.py: flagged
+    and footed 1s, crossed 7s, open 4s), never trained on: the digit model reads them in MNIST's form
+    as well as MNIST's own, and photos of them and of numbers of them on plain and squared paper."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from drawn_digits import drawn_digits
+    from make_photos import make_photos
+
+    images, labels = drawn_digits(2000, seed=7)
+    assert np.mean(default_model().log_probabilities(images).argmax(1) == labels) >= 0.995
+    for kind, count, least in (("single", 200, 0.98), ("number", 60, 0.95), ("squared", 40, 0.9)):
+        photos = make_photos(images, labels, kind, count, seed=7)
+        right = np.mean([read_image(photo.data, default_model()).digits == photo.digits for photo in photos])
+        assert right >= least, (kind, right)
+
+
 def test_a_longer_reading_the_digit_model_reads_the_same_is_taken():
     """The line reader's reading of more digits, not sure enough to be taken alone, is taken where the
     digit model reads every one of its digit boxes as the same digit, as surely as the line's pieces or
