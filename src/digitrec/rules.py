@@ -209,15 +209,15 @@ def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
 def grown(mask: np.ndarray, size: int) -> np.ndarray:
     """The mask dilated by a size x size square (size odd), by shifted slices: on the small masks of
     most pictures scipy's filters cost several times more in calls than in work."""
-    reach = size // 2
-    across = mask.copy()
+    return widened(widened(mask, size // 2).T, size // 2).T
+
+
+def widened(mask: np.ndarray, reach: int) -> np.ndarray:
+    """The mask dilated along its rows: `reach` columns to either side."""
+    dilated = mask.copy()
     for step in range(1, reach + 1):
-        across[:, step:] |= mask[:, :-step]
-        across[:, :-step] |= mask[:, step:]
-    dilated = across.copy()
-    for step in range(1, reach + 1):
-        dilated[step:] |= across[:-step]
-        dilated[:-step] |= across[step:]
+        dilated[:, step:] |= mask[:, :-step]
+        dilated[:, :-step] |= mask[:, step:]
     return dilated
 
 
@@ -709,10 +709,10 @@ def rule_pixels(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, horizont
     for band, upright, slack in ((band_h, False, CROSS_SLACK), (band_v & ~band_w, True, CROSS_SLACK), (band_w, True, 0)):
         if upright:
             columns, rows = np.nonzero((band & ink).T)
-            crossing = on_both_sides(stroke.T, columns, rows, reach, slack)
+            crossing = on_both_sides(widened(stroke.T, slack), columns, rows, reach)
         else:
             rows, columns = np.nonzero(band & ink)
-            crossing = on_both_sides(stroke, rows, columns, reach, slack)
+            crossing = on_both_sides(widened(stroke, slack), rows, columns, reach)
         removed[rows[crossing], columns[crossing]] = False
     band_v, pen_v = band_v | band_w, pen_v | pen_w
     if walls:
@@ -756,15 +756,13 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2 * np.count_nonzero(mask) / edge if edge else 0.0
 
 
-def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int, slack: int = 0) -> np.ndarray:
+def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:
     """For each pixel (rows[i], columns[i]): whether the mask has a pixel within `reach` rows above it
-    and within `reach` rows below it, in its column or up to `slack` columns to either side. Only the
-    rules' pixels are looked at, a few times each, not the whole picture."""
+    and within `reach` rows below it, in its column. Only the rules' pixels are looked at, a few
+    times each, not the whole picture."""
     above, below = np.zeros(rows.size, bool), np.zeros(rows.size, bool)
-    last, right = mask.shape[0] - 1, mask.shape[1] - 1
-    for shift in range(-slack, slack + 1):
-        beside = np.clip(columns + shift, 0, right)
-        for step in range(1, reach + 1):
-            above |= mask[np.maximum(rows - step, 0), beside] & (rows - step >= 0)
-            below |= mask[np.minimum(rows + step, last), beside] & (rows + step <= last)
+    last = mask.shape[0] - 1
+    for step in range(1, reach + 1):
+        above |= mask[np.maximum(rows - step, 0), columns] & (rows - step >= 0)
+        below |= mask[np.minimum(rows + step, last), columns] & (rows + step <= last)
     return above & below
