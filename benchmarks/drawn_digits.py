@@ -13,13 +13,17 @@ longest side 20 px, centred by its mass in 28x28) so that make_photos lays them 
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
+
+from digitrec.preprocess import DEFAULT_SETTINGS, mnist_style
 
 CANVAS = 112  # px the strokes are drawn on; the digit spans about 0.7 of it
 SATURATED = 0.6  # of the darkest pixel, and darker, is full ink in MNIST's form
+AS_DRAWN = replace(DEFAULT_SETTINGS, pen_range=(0.0, math.inf))  # mnist_style leaves the pen's width alone
 Stroke = list[tuple[float, float]]  # x right, y down; a digit's box is about [0, 1] x [0, 1]
 
 
@@ -88,20 +92,12 @@ def draw_digit(digit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def mnist_form(ink: np.ndarray) -> np.ndarray:
-    """Ink (floats 0..1) as MNIST has its digits: the longest side 20 px, centred by mass in 28x28."""
+    """Ink (floats 0..1) as MNIST has its digits (preprocess.mnist_style with the pen as drawn, not
+    evened into MNIST's range), and dark however thin the pen: where a stroke thinner than a pixel runs
+    it is saturated, as MNIST's are, not left the grey that would make a photo of it a pale pencil's."""
     rows, columns = np.flatnonzero(ink.max(axis=1) > 0), np.flatnonzero(ink.max(axis=0) > 0)
-    crop = ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
-    scale = 20 / max(crop.shape)
-    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
-    frame = np.zeros((28, 28), np.float32)
-    centre_row, centre_column = ndimage.center_of_mass(digit)
-    top = int(np.clip(round(14 - centre_row), 0, 28 - digit.shape[0]))
-    left = int(np.clip(round(14 - centre_column), 0, 28 - digit.shape[1]))
-    # Ink is dark however thin the pen: a stroke thinner than a pixel here is saturated where it runs,
-    # as MNIST's are, not left the grey that would make a photo of it a pale pencil's.
-    frame[top:top + digit.shape[0], left:left + digit.shape[1]] = np.clip(digit / (SATURATED * float(digit.max())), 0, 1)
-    return (frame * 255).round().astype(np.uint8)
+    digit = mnist_style(ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1], AS_DRAWN)
+    return (np.clip(digit / (SATURATED * 255), 0, 1) * 255).round().astype(np.uint8)
 
 
 def drawn_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

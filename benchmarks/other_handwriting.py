@@ -6,7 +6,8 @@ Every kind of benchmarks/make_photos.py that issue 15 sets a goal for, made twic
 from MNIST test digits (as read_photos reads them) and from digits drawn from pen strokes in other
 styles (benchmarks/drawn_digits.py: flagged and footed 1s, crossed 7s, open 4s, ...), side by side
 in one run. Both models were trained on MNIST's training digits alone, so the drawn column is
-handwriting they have never seen; `clean` is the digit model on the digits in their 28x28 form.
+handwriting they have never seen. The first row is the digit model on the digits themselves, in
+their 28x28 form: how much of a gap is the model's, and how much the reading of a photo.
 """
 
 from __future__ import annotations

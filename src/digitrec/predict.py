@@ -302,7 +302,8 @@ def _line_reader() -> LineReaderOnnx | None:
 def _read_whole_line(line: TextLine, number: int, reading: LineReading, settings: ReadingSettings
                      ) -> list[tuple[Segment, Item]]:
     """The line as the line reader read it whole (`reading`), each digit with its box and, as the 28x28
-    image it shows, its columns of the line in MNIST's style. Made only for a reading that is taken."""
+    image it shows, its columns of the line in MNIST's style: a reading taken, or one _confirmed
+    checks with the digit model."""
     read = []
     for digit, distribution, (x0, x1) in zip(reading.digits, reading.distributions,
                                              digit_columns(line.ink, reading.spans)):
