@@ -10,7 +10,8 @@ and `page` (2-4 numbers one under another, their truth joined with a newline); a
 those: `graph` (engineering paper, a fine grid with every fifth line heavier), `legal` (a yellow legal
 pad with a double margin, 1-3 numbers) and `dotted` (a grid of dots). A sheet's numbers lie
 whole inside the photo (a turn that would take ink out of it is drawn again) and a page's numbers
-keep a tenth of a digit apart. Every picture comes from its own seed, so a picture is the same
+keep a tenth of a digit apart. `small` numbers are cropped tight into pictures 20-63 px high, as a
+form's field or a thumbnail is. Every picture comes from its own seed, so a picture is the same
 whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
@@ -33,7 +34,8 @@ from PIL import Image
 from scipy import ndimage
 
 KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7,
-         "graph": 8, "legal": 9, "dotted": 10}
+         "graph": 8, "legal": 9, "dotted": 10, "small": 11}
+SMALL_HEIGHTS = (20, 64)  # px: `small` numbers, cropped tight (a form's field, a thumbnail), not 100-400
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 MNIST_DIGIT_HEIGHT = 20  # MNIST pixels: its digits were scaled to fit a 20x20 box
 # Paper, ink and print as RGB: white, cream, grey and light-blue paper; blue (ballpoint) and black ink;
@@ -179,14 +181,16 @@ def single_photo(images: np.ndarray, labels: np.ndarray, index: int, rng: np.ran
 
 
 def number_photo(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, length: int | None = None,
-                 size: tuple[int, int] | None = None, touching: bool = False) -> Photo:
-    """A number of `length` digits (default 2-8; 2-4 when two of them touch)."""
+                 size: tuple[int, int] | None = None, touching: bool = False,
+                 heights: tuple[int, int] = (100, 400)) -> Photo:
+    """A number of `length` digits (default 2-8; 2-4 when two of them touch), in a picture `size` or
+    `heights` px high."""
     length = length or int(rng.integers(2, 5) if touching else rng.integers(2, 9))
     indices = [int(i) for i in rng.integers(0, len(images), length)]
     pair = int(rng.integers(1, length)) if touching else None
     ink = lay_out([ink_crop(images[i]) for i in indices], rng, pair)
     if size is None:
-        height = int(rng.integers(100, 400))
+        height = int(rng.integers(*heights))
         size = (int(height * ink.shape[1] / ink.shape[0] * rng.uniform(1.1, 1.5)), height)
     data, suffix = photograph(ink, size, rng, LAYOUT_SCALE)
     return Photo(data, "".join(str(int(labels[i])) for i in indices), indices, "number", suffix)
@@ -445,7 +449,8 @@ def make_photo(images: np.ndarray, labels: np.ndarray, kind: str, k: int, seed: 
         return single_photo(images, labels, int(order[k % len(order)]), rng)
     if kind in SHEETS:
         return photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng)
-    return number_photo(images, labels, rng, touching=kind == "touching")
+    return number_photo(images, labels, rng, touching=kind == "touching",
+                        heights=SMALL_HEIGHTS if kind == "small" else (100, 400))
 
 
 @functools.lru_cache(maxsize=4)

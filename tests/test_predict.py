@@ -401,6 +401,51 @@ def test_engineering_paper_needs_the_paper_peak_and_the_grid_residue_taken_out(m
     assert right() <= with_both - fewer
 
 
+def test_numbers_in_small_pictures_are_enlarged_before_anything_is_found(mnist, monkeypatch):
+    """Numbers cropped tight into pictures 20-62 px high (make_photos' small kind) are enlarged to
+    preprocess.SMALL_SIDE first: at their own size a 2's base or a 7's bar is as long, next to the
+    picture, as a rule is, and rule removal took strokes away ("1545682" was read "1132", "0132616"
+    as two lines, "1237592" gained a 1)."""
+    from digitrec import preprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "small", k, seed)
+              for seed, k in ((0, 3), (0, 33), (0, 46), (0, 47), (0, 50), (1, 89), (1, 135), (1, 142))]
+    assert max(Image.open(io.BytesIO(photo.data)).height for photo in photos) < 64
+    assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
+    monkeypatch.setattr(preprocess, "SMALL_SIDE", 0)
+    assert sum(read_image(photo.data, default_model()).digits == photo.digits for photo in photos) <= 1
+
+
+def test_boxes_of_an_enlarged_picture_are_in_its_own_pixels(mnist, monkeypatch):
+    """A picture 40 px high is read enlarged; the digits' boxes come back in the picture's own pixels,
+    on the ink: those of the digit pieces, and those of a 0 and a 1 written into each other, which the
+    line reader reads."""
+    from digitrec import predict
+
+    whole_lines = []
+    read_whole_line = predict._read_whole_line
+    monkeypatch.setattr(predict, "_read_whole_line", lambda *arguments: whole_lines.append(1) or read_whole_line(*arguments))
+    picture = np.full((40, 130), 235, np.uint8)
+    places = [(6, 4), (40, 8), (74, 6), (82, 6)]  # (left, top) of each digit, 28x28 scaled to 24 px
+    inked = []
+    for index, (left, top) in zip((0, 1, 3, 2), places):  # 7, 2, 0, 1
+        small = np.asarray(Image.fromarray(mnist.test_images[index].numpy()).resize((24, 24), Image.Resampling.BILINEAR))
+        region = picture[top:top + 24, left:left + 24]
+        np.minimum(region, 235 - small.astype(np.int32) * 200 // 255, out=region, casting="unsafe")
+        rows, columns = np.nonzero(small > 70)
+        inked.append((left + columns.min(), top + rows.min(), left + columns.max() + 1, top + rows.max() + 1))
+    reading = read_image(Image.fromarray(picture), default_model())
+    assert reading.digits == "7201" and whole_lines
+    for item, ink in zip(reading.items[:2], inked):
+        assert np.abs(np.array(item.box) - np.array(ink)).max() <= 2
+    pair = (inked[2][0], min(inked[2][1], inked[3][1]), inked[3][2], max(inked[2][3], inked[3][3]))
+    (x0, y0, _, y1), (_, _, x1, _) = reading.items[2].box, reading.items[3].box
+    assert np.abs(np.array((x0, y0, x1, y1)) - np.array(pair)).max() <= 2
+
+
 def test_a_digit_broken_across_its_middle_in_a_photo_is_one_digit(mnist, monkeypatch):
     """Two single-digit photos (a 3 and a 5 whose middles the camera lost) were read as two lines of
     a digit each ("7" over "2", "5" over "0"): the pieces' boxes overlap by under half a line."""

@@ -160,14 +160,16 @@ def test_uneven_light_is_evened_out():
         assert difference(a.image, b.image) < 4
 
 
-def test_an_mnist_image_comes_back_nearly_unchanged(mnist):
+@pytest.mark.parametrize("frame, most", [(18, 8), (2, 11)])
+def test_an_mnist_image_comes_back_nearly_unchanged(mnist, frame, most):
+    """Framed by more pixels, so that it is not in MNIST's form and goes through every step: 64 px on
+    a side at its own size, 32 px enlarged first (SMALL_SIDE), which softens its edges a little."""
     images = mnist.test_images[:200]
-    # Framed by two more pixels, so that it is not in MNIST's form and goes through every step.
-    outputs = [preprocess_image(Image.fromarray(np.pad(image.numpy(), 2))) for image in images]
+    outputs = [preprocess_image(Image.fromarray(np.pad(image.numpy(), frame))) for image in images]
     assert all(len(segments) == 1 for segments in outputs)
     difference = np.mean([np.abs(segments[0].image.astype(int) - image.numpy()).mean()
                           for segments, image in zip(outputs, images)])
-    assert difference < 8  # out of 255: the same strokes in the same place
+    assert difference < most  # out of 255: the same strokes in the same place
 
 
 def test_a_digit_already_in_mnist_form_is_read_as_it_is(mnist):
