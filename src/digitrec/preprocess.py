@@ -35,6 +35,9 @@ SAMPLE_PIXELS = 10_000  # statistics of the whole picture come from at most this
 BACKGROUND_SIDE = 48  # the light is estimated on a picture this small: it varies slowly
 BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits stays more than a line
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
+SHEET_SIDE = 96  # a sheet is told from what lies around it (a table, a frame) on a copy this wide
+SHEET_SHORT_SIDE = 32  # but at least this high
+STEP = 0.04  # where the sheet ends: brightness changing this much a pixel there (falling light: 0.01)
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -202,6 +205,57 @@ class Paper:
     inkiest: tuple[int, int]  # (row, column) of the small copy's strongest ink
 
 
+def without_surroundings(gray: Image.Image) -> Image.Image:
+    """The picture with what lies around the sheet (a table, a scanner's lid, a frame, the corners a
+    turned picture was filled with) made paper, continued from the sheet's nearest edge.
+
+    Around the sheet lies whatever meets the picture's border over a tenth of it or more, is even
+    inside and ends at a sharp step from the sheet: the largest even part of the picture's middle. Thin dark
+    lines (ink, rules, grids) are closed away first, so they part nothing, and a lens's or a lamp's
+    falling light has no step in it.
+    """
+    factor = max(1.0, min(max(gray.size) / SHEET_SIDE, min(gray.size) / SHEET_SHORT_SIDE))
+    size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
+    small = np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
+    if min(small.shape) < 12:
+        return gray
+    # A digit's stroke is at most an eighth of the picture's short side (a bold digit filling it).
+    closed = ndimage.grey_closing(small, size=2 * round(min(small.shape) / 16) + 1)
+    step = np.hypot(ndimage.sobel(closed, 0), ndimage.sobel(closed, 1)) / 8
+    labels, count = ndimage.label(step < STEP)
+    rows, columns = small.shape
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    in_middle = np.unique(labels[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3])
+    in_middle = in_middle[in_middle > 0]
+    if not len(in_middle):
+        return gray
+    sheet = int(in_middle[np.argmax(area[in_middle])])
+    if area[sheet] < small.size / 4:  # the inside of a big digit's bold stroke or loop, not a sheet
+        return gray
+    ring = np.ones(small.shape, bool)
+    ring[1:-1, 1:-1] = False
+    along = np.bincount(labels[ring], minlength=count + 1)
+    outside_labels = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * ring.sum()
+                      and area[label] >= 0.02 * small.size and _steps_from(closed, labels, label, sheet)]
+    if not outside_labels:
+        return gray
+    outside = ndimage.binary_dilation(np.isin(labels, outside_labels), iterations=2)
+    nearest = ndimage.distance_transform_edt(outside, return_distances=False, return_indices=True)
+    filled = small[tuple(nearest)]
+    mask = np.asarray(Image.fromarray(outside.astype(np.uint8) * 255).resize(gray.size, Image.Resampling.BILINEAR)) > 0
+    paper = np.asarray(Image.fromarray(filled * 255).resize(gray.size, Image.Resampling.BILINEAR))
+    return Image.fromarray(np.where(mask, paper, np.asarray(gray, np.float32)).round().clip(0, 255).astype(np.uint8))
+
+
+def _steps_from(closed: np.ndarray, labels: np.ndarray, label: int, sheet: int) -> bool:
+    """Whether region `label` differs in level from the sheet right beside it: a table does; paper cut
+    off from the sheet by a big digit's strokes is as light as the paper across them, however the
+    light falls."""
+    region = labels == label
+    beside = ndimage.binary_dilation(region, iterations=4) & (labels == sheet)
+    return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= 0.05
+
+
 def survey(gray: Image.Image) -> Paper:
     """The light and the polarity, from a copy BACKGROUND_SIDE px wide (light varies slowly).
 
@@ -326,6 +380,7 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
     gray = image if image.mode == "L" else _to_grayscale(image)
     if (digit := as_mnist(gray)) is not None:
         return [digit], []
+    gray = without_surroundings(gray)
     paper = survey(gray)
     work, scale = working_copy(gray, paper)
     # Printed rules, grids and form boxes are paper, not ink: taken out before anything is segmented.
