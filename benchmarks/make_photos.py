@@ -11,7 +11,8 @@ those: `graph` (engineering paper, a fine grid with every fifth line heavier), `
 pad with a double margin, 1-3 numbers) and `dotted` (a grid of dots). A sheet's numbers lie
 whole inside the photo (a turn that would take ink out of it is drawn again) and a page's numbers
 keep a tenth of a digit apart. `small` numbers are cropped tight into pictures 20-63 px high, as a
-form's field or a thumbnail is. Every picture comes from its own seed, so a picture is the same
+form's field or a thumbnail is; `framed` numbers show something around their sheet (a table, a white
+frame), the sheet turned on it. Every picture comes from its own seed, so a picture is the same
 whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
@@ -34,7 +35,7 @@ from PIL import Image
 from scipy import ndimage
 
 KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7,
-         "graph": 8, "legal": 9, "dotted": 10, "small": 11}
+         "graph": 8, "legal": 9, "dotted": 10, "small": 11, "framed": 12}
 SMALL_HEIGHTS = (20, 64)  # px: `small` numbers, cropped tight (a form's field, a thumbnail), not 100-400
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 MNIST_DIGIT_HEIGHT = 20  # MNIST pixels: its digits were scaled to fit a 20x20 box
@@ -436,6 +437,19 @@ def photograph_sheet(sheet: Sheet, kind: str, rng: np.random.Generator) -> Photo
     return Photo(jpeg(image, rng), sheet.digits, sheet.indices, kind, ".jpg")
 
 
+def framed_photo(photo: Photo, rng: np.random.Generator) -> Photo:
+    """A photo of a number with something around its sheet: a table (grey to near black) or a white
+    frame, 4-15% of the sheet's width or height on each side, the sheet turned up to 5 degrees on it."""
+    sheet = Image.open(io.BytesIO(photo.data)).convert("RGB")
+    around = tuple(int(v) for v in (rng.uniform(30, 170) if rng.random() < 0.7 else rng.uniform(235, 255)) *
+                   rng.uniform(0.9, 1.0, 3))
+    turned = sheet.rotate(float(rng.uniform(-5, 5)), Image.Resampling.BICUBIC, expand=True, fillcolor=around)
+    margins = (rng.uniform(0.04, 0.15, 4) * np.repeat(sheet.size, 2)).astype(int)
+    picture = Image.new("RGB", (turned.width + margins[0] + margins[1], turned.height + margins[2] + margins[3]), around)
+    picture.paste(turned, (int(margins[0]), int(margins[2])))
+    return Photo(jpeg(picture, rng), photo.digits, photo.indices, "framed", ".jpg")
+
+
 def make_photos(images: np.ndarray, labels: np.ndarray, kind: str, count: int, seed: int = 0) -> list[Photo]:
     """`count` pictures of one kind: make_photo's 0 to count - 1."""
     return [make_photo(images, labels, kind, k, seed) for k in range(count)]
@@ -449,8 +463,9 @@ def make_photo(images: np.ndarray, labels: np.ndarray, kind: str, k: int, seed: 
         return single_photo(images, labels, int(order[k % len(order)]), rng)
     if kind in SHEETS:
         return photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng)
-    return number_photo(images, labels, rng, touching=kind == "touching",
-                        heights=SMALL_HEIGHTS if kind == "small" else (100, 400))
+    photo = number_photo(images, labels, rng, touching=kind == "touching",
+                         heights=SMALL_HEIGHTS if kind == "small" else (100, 400))
+    return framed_photo(photo, rng) if kind == "framed" else photo
 
 
 @functools.lru_cache(maxsize=4)
