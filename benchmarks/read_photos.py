@@ -161,6 +161,7 @@ def main() -> None:
     numbers = make_photos(images, labels, "number", args.numbers, args.seed)
     touching = make_photos(images, labels, "touching", args.touching, args.seed)
     small = make_photos(images, labels, "small", args.numbers, args.seed)
+    framed = make_photos(images, labels, "framed", args.touching, args.seed)
     six = [number_photo(images, labels, np.random.default_rng([args.seed, 6, k]), length=6, size=(1000, 300))
            for k in range(SPEED_PHOTOS)]
     for photo in singles[:20]:  # warm-up: allocators, the model's first calls
@@ -183,6 +184,7 @@ def main() -> None:
     six_right = {name: share_right(answers, six) for name, (answers, *_) in six_results.items()}
     touching_right = {name: share_right(answers, touching) for name, (answers, *_) in read_all(touching, loaded).items()}
     small_right = {name: share_right(answers, small) for name, (answers, *_) in read_all(small, loaded).items()}
+    framed_right = {name: share_right(answers, framed) for name, (answers, *_) in read_all(framed, loaded).items()}
     clean_single, clean_numbers = clean(singles), clean(numbers)
     milliseconds = {kind: {name: 1000 * float(np.median(cpu)) for name, (_, _, cpu) in results.items()}
                     for kind, results in (("single", single_results), ("six", six_results))}
@@ -216,6 +218,9 @@ def main() -> None:
         [f"numbers of 2-8 digits in small pictures, 20-63 px high ({len(small)} photos)", percent(clean(small)),
          percent(small_right["digitrec"]), percent(small_right["naive"]),
          errors_ratio(small_right["digitrec"], small_right["naive"]), "none set", ""],
+        [f"numbers of 2-8 digits on a sheet with a table or a frame around it ({len(framed)} photos)",
+         percent(clean(framed)), percent(framed_right["digitrec"]), percent(framed_right["naive"]),
+         errors_ratio(framed_right["digitrec"], framed_right["naive"]), "none set", ""],
         ["one digit, end to end, median CPU ms (wall ms)", "",
          f"{milliseconds['single']['digitrec']:.2f} ({wall['single']['digitrec']:.2f})",
          f"{milliseconds['single']['naive']:.2f} ({wall['single']['naive']:.2f})", time_ratio("single"),
