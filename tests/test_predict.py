@@ -446,6 +446,46 @@ def test_boxes_of_an_enlarged_picture_are_in_its_own_pixels(mnist, monkeypatch):
     assert np.abs(np.array((x0, y0, x1, y1)) - np.array(pair)).max() <= 2
 
 
+def test_a_table_or_frame_around_the_sheet_is_made_paper(mnist, monkeypatch):
+    """Numbers' sheets photographed on a table or in a white frame, turned on it (make_photos' framed
+    kind): the border the paper's light is fitted to is the table, so the sheet was one stroke ("2").
+    preprocess.without_surroundings makes what lies around the sheet paper first."""
+    from digitrec import preprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "framed", k, 0) for k in (0, 2, 7, 9, 13, 17)]
+    assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
+    monkeypatch.setattr(preprocess, "without_surroundings", lambda gray: gray)
+
+    def right(photo) -> bool:
+        try:
+            return read_image(photo.data, default_model()).digits == photo.digits
+        except UnsupportedInput:
+            return False
+
+    assert sum(right(photo) for photo in photos) <= 1
+
+
+def test_plain_pictures_are_not_taken_for_a_sheet_in_surroundings(mnist):
+    """A photo of one bold 0 filling most of the picture (its stroke's inside is as even as a sheet) and
+    a plain photo of a number are left as they are: what surrounds a sheet meets the border widely and
+    steps from the paper right beside it, and the sheet is a quarter of the picture or more."""
+    from digitrec.preprocess import decode_image, survey, without_surroundings
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    bold_zero = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "single", 172, 0)
+    number = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "number", 0, 0)
+    for photo in (bold_zero, number):
+        gray = decode_image(photo.data)
+        assert without_surroundings(gray) is gray and not survey(gray).surrounded
+    framed = decode_image(make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "framed", 0, 0).data)
+    assert survey(framed).surrounded and without_surroundings(framed) is not framed
+
+
 def test_a_digit_broken_across_its_middle_in_a_photo_is_one_digit(mnist, monkeypatch):
     """Two single-digit photos (a 3 and a 5 whose middles the camera lost) were read as two lines of
     a digit each ("7" over "2", "5" over "0"): the pieces' boxes overlap by under half a line."""

@@ -35,6 +35,9 @@ SAMPLE_PIXELS = 10_000  # statistics of the whole picture come from at most this
 BACKGROUND_SIDE = 48  # the light is estimated on a picture this small: it varies slowly
 BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits stays more than a line
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
+SHEET_SIDE = 96  # a sheet is told from what lies around it (a table, a frame) on a copy this wide
+SHEET_SHORT_SIDE = 32  # but at least this high
+STEP = 0.04  # where the sheet ends: brightness changing this much a pixel there (falling light: 0.01)
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -200,6 +203,64 @@ class Paper:
     light: np.ndarray  # the paper's level on the small copy, ink side up (dark ink: 1 - brightness)
     factor: float  # the picture's pixels per small-copy pixel
     inkiest: tuple[int, int]  # (row, column) of the small copy's strongest ink
+    # Whether something other than the sheet may lie around it (a table, a frame): much of the border
+    # strays from the surface fitted to it, or the picture's middle, paper and all, strays from it.
+    surrounded: bool = False
+
+
+def without_surroundings(gray: Image.Image) -> Image.Image:
+    """The picture with what lies around the sheet (a table, a scanner's lid, a frame, the corners a
+    turned picture was filled with) made paper, continued from the sheet's nearest edge; the picture
+    itself where nothing does (`surroundings`)."""
+    factor = max(1.0, min(max(gray.size) / SHEET_SIDE, min(gray.size) / SHEET_SHORT_SIDE))
+    size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
+    small = np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
+    outside = surroundings(small) if min(small.shape) >= 12 else None
+    if outside is None:
+        return gray
+    nearest = ndimage.distance_transform_edt(outside, return_distances=False, return_indices=True)
+    mask = np.asarray(Image.fromarray(outside.astype(np.uint8) * 255).resize(gray.size, Image.Resampling.BILINEAR)) > 0
+    paper = np.asarray(Image.fromarray(small[tuple(nearest)] * 255).resize(gray.size, Image.Resampling.BILINEAR))
+    return Image.fromarray(np.where(mask, paper, np.asarray(gray, np.float32)).round().clip(0, 255).astype(np.uint8))
+
+
+def surroundings(small: np.ndarray) -> np.ndarray | None:
+    """Where, on a small copy of a picture (0..1), something lies around the sheet; None for nowhere.
+
+    Around the sheet lies whatever meets the picture's border over a tenth of it or more, is even
+    inside and ends at a sharp step from the sheet: the largest even part of the picture's middle, a
+    quarter of the picture or more. Thin dark lines (ink, rules, grids) are closed away first, so they
+    part nothing, and a lens's or a lamp's falling light has no step in it.
+    """
+    # A digit's stroke is at most an eighth of the picture's short side (a bold digit filling it).
+    closed = ndimage.grey_closing(small, size=2 * round(min(small.shape) / 16) + 1)
+    step = np.hypot(ndimage.sobel(closed, 0), ndimage.sobel(closed, 1)) / 8
+    labels, count = ndimage.label(step < STEP)
+    rows, columns = small.shape
+    area = np.bincount(labels.ravel(), minlength=count + 1)
+    in_middle = np.unique(labels[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3])
+    in_middle = in_middle[in_middle > 0]
+    if not len(in_middle):
+        return None
+    sheet = int(in_middle[np.argmax(area[in_middle])])
+    if area[sheet] < small.size / 4:  # the inside of a big digit's bold stroke or loop, not a sheet
+        return None
+    ring = np.ones(small.shape, bool)
+    ring[1:-1, 1:-1] = False
+    along = np.bincount(labels[ring], minlength=count + 1)
+    outside = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * ring.sum()
+               and area[label] >= 0.02 * small.size and _steps_from(closed, labels, label, sheet)]
+    # Grown by the sheet's blurred edge.
+    return ndimage.binary_dilation(np.isin(labels, outside), iterations=2) if outside else None
+
+
+def _steps_from(closed: np.ndarray, labels: np.ndarray, label: int, sheet: int) -> bool:
+    """Whether region `label` differs in level from the sheet right beside it: a table does; paper cut
+    off from the sheet by a big digit's strokes is as light as the paper across them, however the
+    light falls."""
+    region = labels == label
+    beside = ndimage.binary_dilation(region, iterations=4) & (labels == sheet)
+    return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= 0.05
 
 
 def survey(gray: Image.Image) -> Paper:
@@ -212,8 +273,12 @@ def survey(gray: Image.Image) -> Paper:
     factor = max(1.0, min(max(gray.size) / BACKGROUND_SIDE, min(gray.size) / BACKGROUND_SHORT_SIDE))
     small_size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
     small = np.asarray(gray.resize(small_size, Image.Resampling.BOX), dtype=np.float32) / 255
-    surface = paper_surface(small)
+    surface, border_fit = paper_surface(small)
     strays = small - surface
+    rows, columns = strays.shape
+    middle = np.abs(strays[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3])
+    # A fifth of the middle is paper even under a big digit; under a frame, none of it is the frame's level.
+    surrounded = border_fit < 0.85 or (middle.size > 0 and float(np.percentile(middle, 20)) > 0.05)
     darkest, lightest = np.percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
     if dark_ink:
@@ -222,7 +287,7 @@ def survey(gray: Image.Image) -> Paper:
     reach = int(np.clip(round(OPENING_STROKES * stroke), 3, min(small.shape)))
     light = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
     inkiest = np.unravel_index(int(np.argmax(strays)), strays.shape)
-    return Paper(dark_ink, light, factor, (int(inkiest[0]), int(inkiest[1])))
+    return Paper(dark_ink, light, factor, (int(inkiest[0]), int(inkiest[1])), surrounded)
 
 
 def pen_width(gray: Image.Image, paper: Paper) -> float:
@@ -264,10 +329,10 @@ def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.nda
     return ink, noise, sample
 
 
-def paper_surface(small: np.ndarray, rounds: int = 2) -> np.ndarray:
+def paper_surface(small: np.ndarray, rounds: int = 2) -> tuple[np.ndarray, float]:
     """A quadratic surface through the paper, fitted to the picture's border (paper more than
     anything, whatever the ink in the middle), refitted without the border pixels far from it
-    (ink touching the edge)."""
+    (ink touching the edge); and the share of the border it fits."""
     rows, columns = np.indices(small.shape, dtype=np.float64)  # float64: the normal equations square the range
     rows, columns = rows / max(small.shape[0], 1) - 0.5, columns / max(small.shape[1], 1) - 0.5
     everywhere = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
@@ -280,7 +345,7 @@ def paper_surface(small: np.ndarray, rounds: int = 2) -> np.ndarray:
         coefficients = np.linalg.solve(used.T @ used + 1e-6 * np.eye(6), used.T @ values[inside])
         strays = np.abs(values - terms @ coefficients)
         inside = strays <= 3 * 1.4826 * np.median(strays) + 0.01
-    return (everywhere @ coefficients).astype(np.float32)
+    return (everywhere @ coefficients).astype(np.float32), float(inside.mean())
 
 
 def as_mnist(gray: Image.Image) -> Segment | None:
@@ -327,6 +392,8 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
     if (digit := as_mnist(gray)) is not None:
         return [digit], []
     paper = survey(gray)
+    if paper.surrounded and (cleaned := without_surroundings(gray)) is not gray:
+        gray, paper = cleaned, survey(cleaned)
     work, scale = working_copy(gray, paper)
     # Printed rules, grids and form boxes are paper, not ink: taken out before anything is segmented.
     ruling = remove_rules(work)
