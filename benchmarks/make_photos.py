@@ -36,7 +36,8 @@ from scipy import ndimage
 
 KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7,
          "graph": 8, "legal": 9, "dotted": 10, "small": 11, "framed": 12}
-SMALL_HEIGHTS = (20, 64)  # px: `small` numbers, cropped tight (a form's field, a thumbnail), not 100-400
+NUMBER_HEIGHTS = (100, 400)  # px: pictures of numbers
+SMALL_HEIGHTS = (20, 64)  # px: `small` numbers, cropped tight (a form's field, a thumbnail)
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
 MNIST_DIGIT_HEIGHT = 20  # MNIST pixels: its digits were scaled to fit a 20x20 box
 # Paper, ink and print as RGB: white, cream, grey and light-blue paper; blue (ballpoint) and black ink;
@@ -183,7 +184,7 @@ def single_photo(images: np.ndarray, labels: np.ndarray, index: int, rng: np.ran
 
 def number_photo(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, length: int | None = None,
                  size: tuple[int, int] | None = None, touching: bool = False,
-                 heights: tuple[int, int] = (100, 400)) -> Photo:
+                 heights: tuple[int, int] = NUMBER_HEIGHTS) -> Photo:
     """A number of `length` digits (default 2-8; 2-4 when two of them touch), in a picture `size` or
     `heights` px high."""
     length = length or int(rng.integers(2, 5) if touching else rng.integers(2, 9))
@@ -464,7 +465,7 @@ def make_photo(images: np.ndarray, labels: np.ndarray, kind: str, k: int, seed: 
     if kind in SHEETS:
         return photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng)
     photo = number_photo(images, labels, rng, touching=kind == "touching",
-                         heights=SMALL_HEIGHTS if kind == "small" else (100, 400))
+                         heights=SMALL_HEIGHTS if kind == "small" else NUMBER_HEIGHTS)
     return framed_photo(photo, rng) if kind == "framed" else photo
 
 

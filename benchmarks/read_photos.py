@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="photos of single digits")
     parser.add_argument("--numbers", type=int, default=500, help="photos of numbers of 2-8 digits")
     parser.add_argument("--touching", type=int, default=200, help="photos of numbers of 2-4 digits, two of them touching")
+    parser.add_argument("--small", type=int, default=500, help="photos of numbers in pictures 20-63 px high")
+    parser.add_argument("--framed", type=int, default=200, help="photos of numbers on a sheet with a table or frame around it")
     parser.add_argument("--paper", type=int, default=100, help="photos of each paper kind: ruled, squared, boxes, page, graph, legal, dotted")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
@@ -160,8 +162,8 @@ def main() -> None:
     singles = make_photos(images, labels, "single", args.count, args.seed)
     numbers = make_photos(images, labels, "number", args.numbers, args.seed)
     touching = make_photos(images, labels, "touching", args.touching, args.seed)
-    small = make_photos(images, labels, "small", args.numbers, args.seed)
-    framed = make_photos(images, labels, "framed", args.touching, args.seed)
+    small = make_photos(images, labels, "small", args.small, args.seed)
+    framed = make_photos(images, labels, "framed", args.framed, args.seed)
     six = [number_photo(images, labels, np.random.default_rng([args.seed, 6, k]), length=6, size=(1000, 300))
            for k in range(SPEED_PHOTOS)]
     for photo in singles[:20]:  # warm-up: allocators, the model's first calls

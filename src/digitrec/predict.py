@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from digitrec.errors import DigitrecError, UnsupportedInput
 from digitrec.line_reading import LineReaderOnnx, line_onnx_path
 from digitrec.line_reading import Reading as LineReading  # predict's own Reading is the whole picture's
 from digitrec.preprocess import (DEFAULT_SETTINGS, ReadingSettings, Segment, TextLine, decode_image, mnist_style,
-                                 preprocess_object, preprocess_page)
+                                 preprocess_object, preprocess_page, scale_box)
 
 UNCERTAIN_BELOW = 0.6  # a digit read with less probability than this is flagged; label smoothing caps them near 0.9
 STDIN = "-"
@@ -311,9 +310,7 @@ def _read_whole_line(line: TextLine, number: int, reading: LineReading, settings
         columns = line.ink[:, x0:x1]
         rows = np.flatnonzero(columns.max(axis=1) > LINE_INK) if columns.size else np.zeros(0, int)
         top, bottom = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, line.ink.shape[0])
-        box = (line.box[0] + int(x0 * line.scale), line.box[1] + int(top * line.scale),
-               min(line.box[0] + math.ceil(x1 * line.scale), line.box[2]),
-               min(line.box[1] + math.ceil(bottom * line.scale), line.box[3]))
+        box = scale_box((x0, top, x1, bottom), line.scale, line.box)
         probabilities = [round(value, 6) for value in distribution]
         segment = Segment(mnist_style(columns[top:bottom], settings), box, None, number)
         read.append((segment, Item(int(digit), probabilities[int(digit)], probabilities, box)))

@@ -205,16 +205,38 @@ class Paper:
     inkiest: tuple[int, int]  # (row, column) of the small copy's strongest ink
     # Whether something other than the sheet may lie around it (a table, a frame): much of the border
     # strays from the surface fitted to it, or the picture's middle, paper and all, strays from it.
-    surrounded: bool = False
+    surrounded: bool
+
+
+def small_copy(gray: Image.Image, side: int, short_side: int) -> tuple[np.ndarray, float]:
+    """The picture box-reduced to about `side` px on its long side but at least `short_side` on its
+    short one (a long strip of digits stays more than a line), as floats 0..1, and the picture's
+    pixels per pixel of it."""
+    factor = max(1.0, min(max(gray.size) / side, min(gray.size) / short_side))
+    size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
+    return np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255, factor
+
+
+def middle_third(array: np.ndarray) -> np.ndarray:
+    """The middle third of a 2-D array each way: where a picture's subject is, whatever its edges hold."""
+    rows, columns = array.shape
+    return array[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3]
+
+
+def scale_box(box: tuple[int, int, int, int], scale: float, limit: tuple[int, int, int, int]
+              ) -> tuple[int, int, int, int]:
+    """A box (x0, y0, x1, y1) of a copy `scale` picture pixels to a pixel of it, in the picture's pixels
+    from the corner (limit[0], limit[1]), held within `limit` (x1, y1 exclusive, rounded outwards)."""
+    x0, y0, x1, y1 = box
+    return (limit[0] + int(x0 * scale), limit[1] + int(y0 * scale),
+            min(limit[0] + math.ceil(x1 * scale), limit[2]), min(limit[1] + math.ceil(y1 * scale), limit[3]))
 
 
 def without_surroundings(gray: Image.Image) -> Image.Image:
     """The picture with what lies around the sheet (a table, a scanner's lid, a frame, the corners a
     turned picture was filled with) made paper, continued from the sheet's nearest edge; the picture
     itself where nothing does (`surroundings`)."""
-    factor = max(1.0, min(max(gray.size) / SHEET_SIDE, min(gray.size) / SHEET_SHORT_SIDE))
-    size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
-    small = np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
+    small, _ = small_copy(gray, SHEET_SIDE, SHEET_SHORT_SIDE)
     outside = surroundings(small) if min(small.shape) >= 12 else None
     if outside is None:
         return gray
@@ -236,9 +258,8 @@ def surroundings(small: np.ndarray) -> np.ndarray | None:
     closed = ndimage.grey_closing(small, size=2 * round(min(small.shape) / 16) + 1)
     step = np.hypot(ndimage.sobel(closed, 0), ndimage.sobel(closed, 1)) / 8
     labels, count = ndimage.label(step < STEP)
-    rows, columns = small.shape
     area = np.bincount(labels.ravel(), minlength=count + 1)
-    in_middle = np.unique(labels[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3])
+    in_middle = np.unique(middle_third(labels))
     in_middle = in_middle[in_middle > 0]
     if not len(in_middle):
         return None
@@ -248,18 +269,18 @@ def surroundings(small: np.ndarray) -> np.ndarray | None:
     ring = np.ones(small.shape, bool)
     ring[1:-1, 1:-1] = False
     along = np.bincount(labels[ring], minlength=count + 1)
+    on_sheet = labels == sheet
     outside = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * ring.sum()
-               and area[label] >= 0.02 * small.size and _steps_from(closed, labels, label, sheet)]
+               and area[label] >= 0.02 * small.size and _steps_from(closed, labels == label, on_sheet)]
     # Grown by the sheet's blurred edge.
     return ndimage.binary_dilation(np.isin(labels, outside), iterations=2) if outside else None
 
 
-def _steps_from(closed: np.ndarray, labels: np.ndarray, label: int, sheet: int) -> bool:
-    """Whether region `label` differs in level from the sheet right beside it: a table does; paper cut
-    off from the sheet by a big digit's strokes is as light as the paper across them, however the
-    light falls."""
-    region = labels == label
-    beside = ndimage.binary_dilation(region, iterations=4) & (labels == sheet)
+def _steps_from(closed: np.ndarray, region: np.ndarray, sheet: np.ndarray) -> bool:
+    """Whether a region differs in level from the sheet right beside it: a table does; paper cut off
+    from the sheet by a big digit's strokes is as light as the paper across them, however the light
+    falls."""
+    beside = ndimage.binary_dilation(region, iterations=4) & sheet
     return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= 0.05
 
 
@@ -270,15 +291,11 @@ def survey(gray: Image.Image) -> Paper:
     the corners); the ink is whichever side of the paper (darker or lighter) strays furthest from it. What the surface misses (a shadow) is a grey opening of the rest with the ink side
     up, three strokes wide: it erases the strokes and keeps the light.
     """
-    factor = max(1.0, min(max(gray.size) / BACKGROUND_SIDE, min(gray.size) / BACKGROUND_SHORT_SIDE))
-    small_size = (max(1, round(gray.width / factor)), max(1, round(gray.height / factor)))
-    small = np.asarray(gray.resize(small_size, Image.Resampling.BOX), dtype=np.float32) / 255
+    small, factor = small_copy(gray, BACKGROUND_SIDE, BACKGROUND_SHORT_SIDE)
     surface, border_fit = paper_surface(small)
     strays = small - surface
-    rows, columns = strays.shape
-    middle = np.abs(strays[rows // 3:rows - rows // 3, columns // 3:columns - columns // 3])
     # A fifth of the middle is paper even under a big digit; under a frame, none of it is the frame's level.
-    surrounded = border_fit < 0.85 or (middle.size > 0 and float(np.percentile(middle, 20)) > 0.05)
+    surrounded = border_fit < 0.85 or float(np.percentile(np.abs(middle_third(strays)), 20)) > 0.05
     darkest, lightest = np.percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
     if dark_ink:
@@ -409,8 +426,7 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
     lines = [line for line in ([group for group in line if id(group) in kept] for line in lines) if line]
 
     def picture_box(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
-        return (int(x0 * scale), int(y0 * scale), min(math.ceil(x1 * scale), gray.width),
-                min(math.ceil(y1 * scale), gray.height))
+        return scale_box((x0, y0, x1, y1), scale, (0, 0, gray.width, gray.height))
 
     def ink_of(group: Piece) -> np.ndarray:
         x0, y0, x1, y1 = group.box
