@@ -12,7 +12,8 @@ pad with a double margin, 1-3 numbers) and `dotted` (a grid of dots). A sheet's 
 whole inside the photo (a turn that would take ink out of it is drawn again) and a page's numbers
 keep a tenth of a digit apart. `small` numbers are cropped tight into pictures 20-63 px high, as a
 form's field or a thumbnail is; `framed` numbers show something around their sheet (a table, a white
-frame), the sheet turned on it. Every picture comes from its own seed, so a picture is the same
+frame), the sheet turned on it; `turned` numbers were turned 1-10 degrees in an editor, the corners
+filled black, white or one colour. Every picture comes from its own seed, so a picture is the same
 whatever --count is.
 
     python benchmarks/make_photos.py --out photos --count 200
@@ -35,7 +36,7 @@ from PIL import Image
 from scipy import ndimage
 
 KINDS = {"single": 1, "number": 2, "touching": 3, "ruled": 4, "squared": 5, "boxes": 6, "page": 7,
-         "graph": 8, "legal": 9, "dotted": 10, "small": 11, "framed": 12}
+         "graph": 8, "legal": 9, "dotted": 10, "small": 11, "framed": 12, "turned": 13}
 NUMBER_HEIGHTS = (100, 400)  # px: pictures of numbers
 SMALL_HEIGHTS = (20, 64)  # px: `small` numbers, cropped tight (a form's field, a thumbnail)
 LAYOUT_SCALE = 4  # ink pixels per MNIST pixel where numbers are laid out
@@ -451,6 +452,20 @@ def framed_photo(photo: Photo, rng: np.random.Generator) -> Photo:
     return Photo(jpeg(picture, rng), photo.digits, photo.indices, "framed", ".jpg")
 
 
+def turned_photo(photo: Photo, rng: np.random.Generator) -> Photo:
+    """A photo of a number turned 1-10 degrees either way in an editor, the corners it opens filled
+    black, white or one colour of the editor's (as rotating a picture or deskewing a scan leaves it)."""
+    picture = Image.open(io.BytesIO(photo.data)).convert("RGB")
+    draw = rng.random()
+    fill = (0, 0, 0) if draw < 0.4 else (255, 255, 255) if draw < 0.8 else tuple(int(v) for v in rng.integers(0, 256, 3))
+    angle = float(rng.uniform(1, 10) * rng.choice([-1, 1]))
+    turned = picture.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=fill)
+    return Photo(jpeg(turned, rng), photo.digits, photo.indices, "turned", ".jpg")
+
+
+AROUND = {"framed": framed_photo, "turned": turned_photo}  # kinds that are a number's photo, then more
+
+
 def make_photos(images: np.ndarray, labels: np.ndarray, kind: str, count: int, seed: int = 0) -> list[Photo]:
     """`count` pictures of one kind: make_photo's 0 to count - 1."""
     return [make_photo(images, labels, kind, k, seed) for k in range(count)]
@@ -466,7 +481,7 @@ def make_photo(images: np.ndarray, labels: np.ndarray, kind: str, k: int, seed: 
         return photograph_sheet(SHEETS[kind](images, labels, rng), kind, rng)
     photo = number_photo(images, labels, rng, touching=kind == "touching",
                          heights=SMALL_HEIGHTS if kind == "small" else NUMBER_HEIGHTS)
-    return framed_photo(photo, rng) if kind == "framed" else photo
+    return AROUND[kind](photo, rng) if kind in AROUND else photo
 
 
 @functools.lru_cache(maxsize=4)

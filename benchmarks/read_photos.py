@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--touching", type=int, default=200, help="photos of numbers of 2-4 digits, two of them touching")
     parser.add_argument("--small", type=int, default=500, help="photos of numbers in pictures 20-63 px high")
     parser.add_argument("--framed", type=int, default=200, help="photos of numbers on a sheet with a table or frame around it")
+    parser.add_argument("--turned", type=int, default=200, help="photos of numbers turned in an editor, the corners filled")
     parser.add_argument("--paper", type=int, default=100, help="photos of each paper kind: ruled, squared, boxes, page, graph, legal, dotted")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
@@ -164,6 +165,7 @@ def main() -> None:
     touching = make_photos(images, labels, "touching", args.touching, args.seed)
     small = make_photos(images, labels, "small", args.small, args.seed)
     framed = make_photos(images, labels, "framed", args.framed, args.seed)
+    turned = make_photos(images, labels, "turned", args.turned, args.seed)
     six = [number_photo(images, labels, np.random.default_rng([args.seed, 6, k]), length=6, size=(1000, 300))
            for k in range(SPEED_PHOTOS)]
     for photo in singles[:20]:  # warm-up: allocators, the model's first calls
@@ -187,6 +189,7 @@ def main() -> None:
     touching_right = {name: share_right(answers, touching) for name, (answers, *_) in read_all(touching, loaded).items()}
     small_right = {name: share_right(answers, small) for name, (answers, *_) in read_all(small, loaded).items()}
     framed_right = {name: share_right(answers, framed) for name, (answers, *_) in read_all(framed, loaded).items()}
+    turned_right = {name: share_right(answers, turned) for name, (answers, *_) in read_all(turned, loaded).items()}
     clean_single, clean_numbers = clean(singles), clean(numbers)
     milliseconds = {kind: {name: 1000 * float(np.median(cpu)) for name, (_, _, cpu) in results.items()}
                     for kind, results in (("single", single_results), ("six", six_results))}
@@ -223,6 +226,9 @@ def main() -> None:
         [f"numbers of 2-8 digits on a sheet with a table or a frame around it ({len(framed)} photos)",
          percent(clean(framed)), percent(framed_right["digitrec"]), percent(framed_right["naive"]),
          errors_ratio(framed_right["digitrec"], framed_right["naive"]), "none set", ""],
+        [f"numbers of 2-8 digits turned 1-10 degrees in an editor, the corners filled ({len(turned)} photos)",
+         percent(clean(turned)), percent(turned_right["digitrec"]), percent(turned_right["naive"]),
+         errors_ratio(turned_right["digitrec"], turned_right["naive"]), "none set", ""],
         ["one digit, end to end, median CPU ms (wall ms)", "",
          f"{milliseconds['single']['digitrec']:.2f} ({wall['single']['digitrec']:.2f})",
          f"{milliseconds['single']['naive']:.2f} ({wall['single']['naive']:.2f})", time_ratio("single"),

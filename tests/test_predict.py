@@ -468,6 +468,49 @@ def test_a_table_or_frame_around_the_sheet_is_made_paper(mnist, monkeypatch):
     assert sum(right(photo) for photo in photos) <= 1
 
 
+def test_a_picture_turned_in_an_editor_reads_as_it_did_before_the_turn(mnist, monkeypatch):
+    """Number photos turned 2 degrees with the corners filled black, or 4 degrees filled white, as an
+    editor or a scanner's deskew leaves them: the fills end in slivers thinner than the small copy's
+    pixels, which were read as 1s or lines of their own, and a black fill was the paper ("7685742"
+    read "7" over "111"; 4 of these 12 read right). The picture's own pixels say where a fill ends
+    (preprocess.without_surroundings), and corners at one exact level say there is one (fill_level)."""
+    from digitrec import preprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    def turned(k: int, angle: float, fill: int) -> tuple[Image.Image, str]:
+        photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "number", k, 3)
+        picture = Image.open(io.BytesIO(photo.data)).convert("RGB")
+        return picture.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(fill,) * 3), photo.digits
+
+    def right(picture: Image.Image, digits: str) -> bool:
+        try:
+            return read_image(picture, default_model()).digits == digits
+        except UnsupportedInput:
+            return False
+
+    pictures = [turned(k, angle, fill) for k in range(6) for angle, fill in ((2, 0), (-4, 255))]
+    assert all(right(*picture) for picture in pictures)
+    assert preprocess.fill_level(pictures[0][0].convert("L")) == 0.0
+    monkeypatch.setattr(preprocess, "fill_level", lambda gray: None)
+    assert sum(right(*picture) for picture in pictures) <= 9
+
+
+def test_ink_darker_than_what_surrounds_the_sheet_stays_ink(mnist):
+    """A notebook photo whose lens-darkened corners happen to share one grey level, as a fill's would:
+    its digits are darker still, so they are not joined to the "fill" and made paper (it read as no
+    digits at all before they were kept)."""
+    from digitrec.preprocess import decode_image, fill_level
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "ruled", 94, 1)
+    assert fill_level(decode_image(photo.data)) is not None
+    assert read_image(photo.data, default_model()).digits == photo.digits == "44553"
+
+
 def test_plain_pictures_are_not_taken_for_a_sheet_in_surroundings(mnist):
     """A photo of one bold 0 filling most of the picture (its stroke's inside is as even as a sheet) and
     a plain photo of a number are left as they are: what surrounds a sheet meets the border widely and

@@ -17,7 +17,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,6 +37,13 @@ BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits 
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
 SHEET_SIDE = 96  # a sheet is told from what lies around it (a table, a frame) on a copy this wide
 SHEET_SHORT_SIDE = 32  # but at least this high
+SLIVER, PAPER_NOISE = 0.25, 0.03  # what of the surroundings' step from the sheet a pixel must take to be theirs
+STEP_LEVEL = 0.05  # and what lies around it differs from the sheet's level by at least this much
+CORNER_SPREAD = 1.5 / 255  # an editor's fill is one level at every corner, JPEG'd or not; a photo's corners differ
+FILL_SPREAD = 0.02  # the four corners of a turned picture's fill differ by less than this (JPEG's noise)
+SHEET_INSIDE = 3  # px of the small copy: how far inside its even region the sheet's level is taken
+BORDER_SHARE = 0.02  # of the picture's border: a streak along it this long lies around the sheet
+EDGE_BLUR = 2  # px of the picture a sheet's edge is blurred over (lens, JPEG), taken with what lies around it
 STEP = 0.04  # where the sheet ends: brightness changing this much a pixel there (falling light: 0.01)
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
@@ -235,27 +242,106 @@ def scale_box(box: tuple[int, int, int, int], scale: float, limit: tuple[int, in
 def without_surroundings(gray: Image.Image) -> Image.Image:
     """The picture with what lies around the sheet (a table, a scanner's lid, a frame, the corners a
     turned picture was filled with) made paper, continued from the sheet's nearest edge; the picture
-    itself where nothing does (`surroundings`)."""
+    itself where nothing does (`surroundings`, `filled_corners`).
+
+    The small copy finds the surroundings; the picture's own pixels say where they end: those nearer
+    the surroundings' level than the sheet's, joined to them or lying along the picture's border. A
+    turned picture's filled corners end in slivers thinner than a pixel of the small copy, which were
+    left as a dark or light streak along the sheet's edge and read as ink."""
     small, _ = small_copy(gray, SHEET_SIDE, SHEET_SHORT_SIDE)
-    outside = surroundings(small) if min(small.shape) >= 12 else None
-    if outside is None:
+    if min(small.shape) < 12:
         return gray
-    nearest = ndimage.distance_transform_edt(outside, return_distances=False, return_indices=True)
-    mask = np.asarray(Image.fromarray(outside.astype(np.uint8) * 255).resize(gray.size, Image.Resampling.BILINEAR)) > 0
-    paper = np.asarray(Image.fromarray(small[tuple(nearest)] * 255).resize(gray.size, Image.Resampling.BILINEAR))
-    return Image.fromarray(np.where(mask, paper, np.asarray(gray, np.float32)).round().clip(0, 255).astype(np.uint8))
+    closed = without_strokes(small)
+    picture = np.asarray(gray, np.float32) / 255
+    level = fill_level(gray)
+    found = surroundings(closed) or filled_corners(closed, level)
+    if found is None:
+        return gray
+    if level is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
+        # can run smoothly from one into the other along the fill's tip
+        sheet = found.sheet & (np.abs(closed - np.median(closed[found.sheet])) < np.abs(closed - level))
+        found = Surroundings(found.outside, sheet if sheet.any() else found.sheet, np.full(closed.shape, level, np.float32))
+    # The sheet's level from well inside it: its even region runs out along a fill's soft tip.
+    inside = ndimage.binary_erosion(found.sheet, iterations=SHEET_INSIDE)
+    paper = _spread(closed, inside if inside.any() else found.sheet, gray.size)
+    around = _spread(found.level, found.outside, gray.size)
+    outside = found.outside
+    # Grown by the sheet's blurred edge.
+    seen = ndimage.binary_dilation(outside, iterations=2).astype(np.uint8) * 255
+    seen = np.asarray(Image.fromarray(seen).resize(gray.size, Image.Resampling.BILINEAR)) > 0
+    # A quarter of the way or more from the sheet's level to the surroundings' (the edge's blur, a
+    # sliver's antialiased pixels), beyond the paper's noise, and not past them: ink darker than a
+    # grey table is ink.
+    gap, taken = np.abs(around - paper), (picture - paper) * np.sign(around - paper)
+    towards = (taken > np.maximum(SLIVER * gap, PAPER_NOISE)) & (taken < gap + PAPER_NOISE)
+    pieces, count = ndimage.label(seen | towards)
+    # Joined to what the small copy saw, or lying along the picture's border (a filled corner's tip,
+    # cut off from the rest of the fill by the blur where two of them meet).
+    ring = np.concatenate([pieces[0], pieces[-1], pieces[1:-1, 0], pieces[1:-1, -1]])
+    kept = np.bincount(ring, minlength=count + 1) >= BORDER_SHARE * len(ring)
+    kept[pieces[seen]] = True
+    kept[0] = False
+    mask = ndimage.maximum_filter(kept[pieces], size=2 * EDGE_BLUR + 1)
+    return Image.fromarray(np.where(mask, paper * 255, picture * 255).round().clip(0, 255).astype(np.uint8))
 
 
-def surroundings(small: np.ndarray) -> np.ndarray | None:
-    """Where, on a small copy of a picture (0..1), something lies around the sheet; None for nowhere.
+class Surroundings(NamedTuple):
+    """What lies around the sheet on a picture's small copy: where (`outside`), at what `level` there
+    (0..1, the small copy's shape), and where the sheet surely is (`sheet`)."""
+
+    outside: np.ndarray
+    sheet: np.ndarray
+    level: np.ndarray
+
+
+def fill_level(gray: Image.Image) -> float | None:
+    """The level (0..1) an editor filled a turned or framed picture's corners with: one level, to the
+    grey step, at all four; None for a photo, whose noise alone sets its corners apart (a lens
+    darkens them evenly, but not to the grey step)."""
+    width, height = gray.size
+    corners = [np.asarray(gray.crop((x, y, x + 2, y + 2)), np.float32) / 255
+               for x in (0, max(width - 2, 0)) for y in (0, max(height - 2, 0))]
+    levels = [float(corner.mean()) for corner in corners]
+    if max(levels) - min(levels) > CORNER_SPREAD or max(float(np.ptp(corner)) for corner in corners) > CORNER_SPREAD:
+        return None
+    return float(np.median(levels))
+
+
+def filled_corners(closed: np.ndarray, level: float | None) -> Surroundings | None:
+    """Where, on the small copy without strokes of a picture whose corners were filled with `level`
+    (fill_level), that fill lies and where the sheet is; None
+    for no fill, or one at the paper's own level (a scan's white). A turn of a few degrees leaves
+    fills too thin for the small copy to see as regions of their own."""
+    if level is None:
+        return None
+    outside = np.abs(closed - level) < FILL_SPREAD
+    outside[[0, 0, -1, -1], [0, -1, 0, -1]] = True  # a fill thinner than the small copy's pixels is still there
+    sheet = ~ndimage.binary_dilation(outside, iterations=2)
+    if not sheet.any() or abs(float(np.median(closed[sheet])) - level) < STEP_LEVEL:
+        return None
+    return Surroundings(outside, sheet, np.full(closed.shape, level, np.float32))
+
+
+def _spread(small: np.ndarray, region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The small copy's levels on `region` carried to every pixel from its nearest one in it, at `size`."""
+    nearest = ndimage.distance_transform_edt(~region, return_distances=False, return_indices=True)
+    return np.asarray(Image.fromarray(small[tuple(nearest)]).resize(size, Image.Resampling.BILINEAR))
+
+
+def without_strokes(small: np.ndarray) -> np.ndarray:
+    """A small copy of a picture with thin dark lines (ink, rules, grids) closed away: what lies under them."""
+    # A digit's stroke is at most an eighth of the picture's short side (a bold digit filling it).
+    return ndimage.grey_closing(small, size=2 * round(min(small.shape) / 16) + 1)
+
+
+def surroundings(closed: np.ndarray) -> Surroundings | None:
+    """Where, on a small copy of a picture (0..1) without its strokes (without_strokes, so they part
+    nothing), something lies around the sheet, and the sheet's even region; None where nothing does.
 
     Around the sheet lies whatever meets the picture's border over a tenth of it or more, is even
     inside and ends at a sharp step from the sheet: the largest even part of the picture's middle, a
-    quarter of the picture or more. Thin dark lines (ink, rules, grids) are closed away first, so they
-    part nothing, and a lens's or a lamp's falling light has no step in it.
+    quarter of the picture or more. A lens's or a lamp's falling light has no step in it.
     """
-    # A digit's stroke is at most an eighth of the picture's short side (a bold digit filling it).
-    closed = ndimage.grey_closing(small, size=2 * round(min(small.shape) / 16) + 1)
     step = np.hypot(ndimage.sobel(closed, 0), ndimage.sobel(closed, 1)) / 8
     labels, count = ndimage.label(step < STEP)
     area = np.bincount(labels.ravel(), minlength=count + 1)
@@ -264,16 +350,15 @@ def surroundings(small: np.ndarray) -> np.ndarray | None:
     if not len(in_middle):
         return None
     sheet = int(in_middle[np.argmax(area[in_middle])])
-    if area[sheet] < small.size / 4:  # the inside of a big digit's bold stroke or loop, not a sheet
+    if area[sheet] < closed.size / 4:  # the inside of a big digit's bold stroke or loop, not a sheet
         return None
-    ring = np.ones(small.shape, bool)
+    ring = np.ones(closed.shape, bool)
     ring[1:-1, 1:-1] = False
     along = np.bincount(labels[ring], minlength=count + 1)
     on_sheet = labels == sheet
     outside = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * ring.sum()
-               and area[label] >= 0.02 * small.size and _steps_from(closed, labels == label, on_sheet)]
-    # Grown by the sheet's blurred edge.
-    return ndimage.binary_dilation(np.isin(labels, outside), iterations=2) if outside else None
+               and area[label] >= 0.02 * closed.size and _steps_from(closed, labels == label, on_sheet)]
+    return Surroundings(np.isin(labels, outside), on_sheet, closed) if outside else None
 
 
 def _steps_from(closed: np.ndarray, region: np.ndarray, sheet: np.ndarray) -> bool:
@@ -281,7 +366,7 @@ def _steps_from(closed: np.ndarray, region: np.ndarray, sheet: np.ndarray) -> bo
     from the sheet by a big digit's strokes is as light as the paper across them, however the light
     falls."""
     beside = ndimage.binary_dilation(region, iterations=4) & sheet
-    return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= 0.05
+    return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= STEP_LEVEL
 
 
 def survey(gray: Image.Image) -> Paper:
@@ -295,7 +380,8 @@ def survey(gray: Image.Image) -> Paper:
     surface, border_fit = paper_surface(small)
     strays = small - surface
     # A fifth of the middle is paper even under a big digit; under a frame, none of it is the frame's level.
-    surrounded = border_fit < 0.85 or float(np.percentile(np.abs(middle_third(strays)), 20)) > 0.05
+    surrounded = (border_fit < 0.85 or float(np.percentile(np.abs(middle_third(strays)), 20)) > 0.05
+                  or fill_level(gray) is not None)
     darkest, lightest = np.percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
     if dark_ink:
