@@ -493,6 +493,8 @@ def test_a_picture_turned_in_an_editor_reads_as_it_did_before_the_turn(mnist, mo
     pictures = [turned(k, angle, fill) for k in range(6) for angle, fill in ((2, 0), (-4, 255))]
     assert all(right(*picture) for picture in pictures)
     assert preprocess.fill_level(pictures[0][0].convert("L")) == 0.0
+    # The README's example, JPEG'd: its black corners are 0-2 grey steps, each patch ending in the sheet.
+    assert read_image(Path(__file__).parents[1] / "docs" / "img" / "predict-turned.jpg", default_model()).digits == "7685742"
     monkeypatch.setattr(preprocess, "fill_level", lambda gray: None)
     assert sum(right(*picture) for picture in pictures) <= 9
 

@@ -39,7 +39,10 @@ SHEET_SIDE = 96  # a sheet is told from what lies around it (a table, a frame) o
 SHEET_SHORT_SIDE = 32  # but at least this high
 SLIVER, PAPER_NOISE = 0.25, 0.03  # what of the surroundings' step from the sheet a pixel must take to be theirs
 STEP_LEVEL = 0.05  # and what lies around it differs from the sheet's level by at least this much
-CORNER_SPREAD = 1.5 / 255  # an editor's fill is one level at every corner, JPEG'd or not; a photo's corners differ
+CORNER_SPREAD = 1.5 / 255  # an editor's fill is one level at every corner; a photo's corners differ
+JPEG_SPREAD = 6 / 255  # or, JPEG'd, this close, if each corner's even patch ends in a step
+FILL_SHEET = 0.4  # of the picture at least is the sheet a fill surrounds (a 10-degree turn of a long strip: 47%)
+FILL_WINDOWS = (32, 128)  # px: the windows in each corner in which that step is looked for
 FILL_SPREAD = 0.02  # the four corners of a turned picture's fill differ by less than this (JPEG's noise)
 SHEET_INSIDE = 3  # px of the small copy: how far inside its even region the sheet's level is taken
 BORDER_SHARE = 0.02  # of the picture's border: a streak along it this long lies around the sheet
@@ -295,26 +298,58 @@ class Surroundings(NamedTuple):
 
 
 def fill_level(gray: Image.Image) -> float | None:
-    """The level (0..1) an editor filled a turned or framed picture's corners with: one level, to the
-    grey step, at all four; None for a photo, whose noise alone sets its corners apart (a lens
-    darkens them evenly, but not to the grey step)."""
+    """The level (0..1) an editor filled a turned or framed picture's corners with; None for a photo.
+
+    A fill is one level at all four corners, to the grey step (CORNER_SPREAD); a photo's corners hardly
+    ever are, whatever its lens does to them. JPEG blurs a fill's level by a few steps (JPEG_SPREAD):
+    then each corner's even patch must also end all round in a step towards the picture's middle
+    (`_fill_ends`), which a lens's evenly darkened corners do not."""
     width, height = gray.size
     corners = [np.asarray(gray.crop((x, y, x + 2, y + 2)), np.float32) / 255
                for x in (0, max(width - 2, 0)) for y in (0, max(height - 2, 0))]
     levels = [float(corner.mean()) for corner in corners]
-    if max(levels) - min(levels) > CORNER_SPREAD or max(float(np.ptp(corner)) for corner in corners) > CORNER_SPREAD:
+    spread = max(max(levels) - min(levels), max(float(np.ptp(corner)) for corner in corners))
+    level = float(np.median(levels))
+    if spread <= CORNER_SPREAD:
+        return level
+    if spread > JPEG_SPREAD:
         return None
-    return float(np.median(levels))
+    middle, _ = small_copy(gray, SHEET_SIDE, SHEET_SHORT_SIDE)
+    towards = float(np.sign(np.median(middle_third(middle)) - level))
+    ends = all(_fill_ends(gray, level, towards, right, bottom) for right in (False, True) for bottom in (False, True))
+    return level if ends else None
+
+
+def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bottom: bool) -> bool:
+    """Whether the even patch at `level` in one corner of the picture ends in a step all round, within
+    one of FILL_WINDOWS (px) of the corner, and a step `towards` the picture's middle (+1 up, -1 down):
+    a grid's cell in a corner darkened by the lens ends in its dark lines, the sheet beyond it is light."""
+    width, height = gray.size
+    for side in FILL_WINDOWS:
+        side = max(1, min(side, width, height))
+        x, y = (width - side) * right, (height - side) * bottom
+        window = np.asarray(gray.crop((x, y, x + side, y + side)), np.float32) / 255
+        window = window[::-1 if bottom else 1, ::-1 if right else 1]  # the picture's corner at [0, 0]
+        pieces, _ = ndimage.label(np.abs(window - level) <= JPEG_SPREAD)
+        patch = pieces == pieces[0, 0] if pieces[0, 0] else np.zeros(window.shape, bool)
+        if patch.mean() <= 0.9:
+            beyond = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
+            return bool(beyond.any()) and float(np.percentile((window[beyond] - level) * towards, 20)) >= STEP_LEVEL
+    return False
 
 
 def filled_corners(closed: np.ndarray, level: float | None) -> Surroundings | None:
     """Where, on the small copy without strokes of a picture whose corners were filled with `level`
-    (fill_level), that fill lies and where the sheet is; None
-    for no fill, or one at the paper's own level (a scan's white). A turn of a few degrees leaves
-    fills too thin for the small copy to see as regions of their own."""
+    (fill_level), that fill lies and where the sheet is; None for no fill, or one at the paper's own
+    level or most of the picture's middle (a clean scan's white, a drawing's). A turn of a few
+    degrees leaves fills too thin for the small copy to see as regions of their own."""
     if level is None:
         return None
     outside = np.abs(closed - level) < FILL_SPREAD
+    # Not the paper itself, a drawing's or a clean scan's white around its digits: a sheet is most of
+    # the picture, and of its middle, the strokes closed away.
+    if middle_third(outside).mean() > 0.5 or outside.mean() > 1 - FILL_SHEET:
+        return None
     outside[[0, 0, -1, -1], [0, -1, 0, -1]] = True  # a fill thinner than the small copy's pixels is still there
     sheet = ~ndimage.binary_dilation(outside, iterations=2)
     if not sheet.any() or abs(float(np.median(closed[sheet])) - level) < STEP_LEVEL:
