@@ -305,6 +305,9 @@ def fill_level(gray: Image.Image) -> float | None:
     then each corner's even patch must also end all round in a step towards the picture's middle
     (`_fill_ends`), which a lens's evenly darkened corners do not."""
     width, height = gray.size
+    pixels = [gray.getpixel((x, y)) for x in (0, width - 1) for y in (0, height - 1)]
+    if max(pixels) - min(pixels) > JPEG_SPREAD * 255:  # most photos, told apart at the cost of four pixels
+        return None
     corners = [np.asarray(gray.crop((x, y, x + 2, y + 2)), np.float32) / 255
                for x in (0, max(width - 2, 0)) for y in (0, max(height - 2, 0))]
     levels = [float(corner.mean()) for corner in corners]
