@@ -247,15 +247,13 @@ def without_surroundings(gray: Image.Image) -> Image.Image:
     turned picture was filled with) made paper, continued from the sheet's nearest edge; the picture
     itself where nothing does (`surroundings`, `filled_corners`).
 
-    The small copy finds the surroundings; the picture's own pixels say where they end: those nearer
-    the surroundings' level than the sheet's, joined to them or lying along the picture's border. A
-    turned picture's filled corners end in slivers thinner than a pixel of the small copy, which were
-    left as a dark or light streak along the sheet's edge and read as ink."""
+    The small copy finds the surroundings and the levels; the picture's own pixels say where they end
+    (`_surroundings_mask`): a turned picture's filled corners end in slivers thinner than a pixel of
+    the small copy, which were left as a dark or light streak along the sheet's edge and read as ink."""
     small, _ = small_copy(gray, SHEET_SIDE, SHEET_SHORT_SIDE)
     if min(small.shape) < 12:
         return gray
     closed = without_strokes(small)
-    picture = np.asarray(gray, np.float32) / 255
     level = fill_level(gray)
     found = surroundings(closed) or filled_corners(closed, level)
     if found is None:
@@ -267,25 +265,28 @@ def without_surroundings(gray: Image.Image) -> Image.Image:
     # The sheet's level from well inside it: its even region runs out along a fill's soft tip.
     inside = ndimage.binary_erosion(found.sheet, iterations=SHEET_INSIDE)
     paper = _spread(closed, inside if inside.any() else found.sheet, gray.size)
-    around = _spread(found.level, found.outside, gray.size)
-    outside = found.outside
-    # Grown by the sheet's blurred edge.
-    seen = ndimage.binary_dilation(outside, iterations=2).astype(np.uint8) * 255
-    seen = np.asarray(Image.fromarray(seen).resize(gray.size, Image.Resampling.BILINEAR)) > 0
-    # A quarter of the way or more from the sheet's level to the surroundings' (the edge's blur, a
-    # sliver's antialiased pixels), beyond the paper's noise, and not past them: ink darker than a
-    # grey table is ink.
+    picture = np.asarray(gray, np.float32) / 255
+    mask = _surroundings_mask(picture, paper, _spread(found.level, found.outside, gray.size), found.outside)
+    return Image.fromarray(np.where(mask, paper * 255, picture * 255).round().clip(0, 255).astype(np.uint8))
+
+
+def _surroundings_mask(picture: np.ndarray, paper: np.ndarray, around: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """Where, in the picture's own pixels (0..1), the surroundings lie: what the small copy saw there
+    (`outside`), and the pixels a quarter of the way or more from the sheet's level (`paper`) to
+    theirs (`around`; the edge's blur, a sliver's antialiased pixels), beyond the paper's noise and
+    not past their level (ink darker than a grey table is ink), joined to what it saw or lying along
+    the picture's border (a filled corner's tip, cut off from the rest where two fills meet); grown
+    by the edge's blur."""
+    seen = ndimage.binary_dilation(outside, iterations=2).astype(np.uint8) * 255  # and the sheet's blurred edge
+    seen = np.asarray(Image.fromarray(seen).resize(picture.shape[::-1], Image.Resampling.BILINEAR)) > 0
     gap, taken = np.abs(around - paper), (picture - paper) * np.sign(around - paper)
     towards = (taken > np.maximum(SLIVER * gap, PAPER_NOISE)) & (taken < gap + PAPER_NOISE)
     pieces, count = ndimage.label(seen | towards)
-    # Joined to what the small copy saw, or lying along the picture's border (a filled corner's tip,
-    # cut off from the rest of the fill by the blur where two of them meet).
     ring = np.concatenate([pieces[0], pieces[-1], pieces[1:-1, 0], pieces[1:-1, -1]])
     kept = np.bincount(ring, minlength=count + 1) >= BORDER_SHARE * len(ring)
     kept[pieces[seen]] = True
     kept[0] = False
-    mask = ndimage.maximum_filter(kept[pieces], size=2 * EDGE_BLUR + 1)
-    return Image.fromarray(np.where(mask, paper * 255, picture * 255).round().clip(0, 255).astype(np.uint8))
+    return ndimage.maximum_filter(kept[pieces], size=2 * EDGE_BLUR + 1)
 
 
 class Surroundings(NamedTuple):
