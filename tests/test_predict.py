@@ -457,7 +457,7 @@ def test_a_table_or_frame_around_the_sheet_is_made_paper(mnist, monkeypatch):
 
     photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "framed", k, 0) for k in (0, 2, 7, 9, 13, 17)]
     assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
-    monkeypatch.setattr(preprocess, "without_surroundings", lambda gray: gray)
+    monkeypatch.setattr(preprocess, "without_surroundings", lambda gray, fill: gray)
 
     def right(photo) -> bool:
         try:
@@ -500,17 +500,21 @@ def test_a_picture_turned_in_an_editor_reads_as_it_did_before_the_turn(mnist, mo
 
 
 def test_ink_darker_than_what_surrounds_the_sheet_stays_ink(mnist):
-    """A notebook photo whose lens-darkened corners happen to share one grey level, as a fill's would:
-    its digits are darker still, so they are not joined to the "fill" and made paper (it read as no
-    digits at all before they were kept)."""
-    from digitrec.preprocess import decode_image, fill_level
+    """A notebook photo whose lens-darkened corners share one grey level, taken for an editor's fill
+    of that level: its digits are darker still, so they are not joined to the "fill" and made paper
+    (before they were kept, the photo read as no digits at all)."""
+    from digitrec.preprocess import decode_image, without_surroundings
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from make_photos import make_photo
 
     photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "ruled", 94, 1)
-    assert fill_level(decode_image(photo.data)) is not None
-    assert read_image(photo.data, default_model()).digits == photo.digits == "44553"
+    gray = decode_image(photo.data)
+    pixels = np.asarray(gray, np.float32) / 255
+    corners = float(np.median([pixels[0, 0], pixels[0, -1], pixels[-1, 0], pixels[-1, -1]]))
+    cleaned = without_surroundings(gray, corners)
+    assert cleaned is not gray  # the corners' level is taken for a fill, and something made paper
+    assert read_image(cleaned, default_model()).digits == photo.digits == "44553"
 
 
 def test_plain_pictures_are_not_taken_for_a_sheet_in_surroundings(mnist):
@@ -526,9 +530,9 @@ def test_plain_pictures_are_not_taken_for_a_sheet_in_surroundings(mnist):
     number = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "number", 0, 0)
     for photo in (bold_zero, number):
         gray = decode_image(photo.data)
-        assert without_surroundings(gray) is gray and not survey(gray).surrounded
+        assert without_surroundings(gray, survey(gray).fill) is gray and not survey(gray).surrounded
     framed = decode_image(make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "framed", 0, 0).data)
-    assert survey(framed).surrounded and without_surroundings(framed) is not framed
+    assert survey(framed).surrounded and without_surroundings(framed, survey(framed).fill) is not framed
 
 
 def test_a_digit_broken_across_its_middle_in_a_photo_is_one_digit(mnist, monkeypatch):

@@ -35,19 +35,27 @@ SAMPLE_PIXELS = 10_000  # statistics of the whole picture come from at most this
 BACKGROUND_SIDE = 48  # the light is estimated on a picture this small: it varies slowly
 BACKGROUND_SHORT_SIDE = 16  # but at least this high, so a long strip of digits stays more than a line
 OPENING_STROKES = 3  # the light's estimate looks past ink this many strokes wide
-SHEET_SIDE = 96  # a sheet is told from what lies around it (a table, a frame) on a copy this wide
-SHEET_SHORT_SIDE = 32  # but at least this high
-SLIVER, PAPER_NOISE = 0.25, 0.03  # what of the surroundings' step from the sheet a pixel must take to be theirs
-STEP_LEVEL = 0.05  # and what lies around it differs from the sheet's level by at least this much
-CORNER_SPREAD = 1.5 / 255  # an editor's fill is one level at every corner; a photo's corners differ
-JPEG_SPREAD = 6 / 255  # or, JPEG'd, this close, if each corner's even patch ends in a step
-FILL_SHEET = 0.4  # of the picture at least is the sheet a fill surrounds (a 10-degree turn of a long strip: 47%)
-FILL_WINDOWS = (32, 128)  # px: the windows in each corner in which that step is looked for
-FILL_SPREAD = 0.02  # the four corners of a turned picture's fill differ by less than this (JPEG's noise)
-SHEET_INSIDE = 3  # px of the small copy: how far inside its even region the sheet's level is taken
-BORDER_SHARE = 0.02  # of the picture's border: a streak along it this long lies around the sheet
-EDGE_BLUR = 2  # px of the picture a sheet's edge is blurred over (lens, JPEG), taken with what lies around it
-STEP = 0.04  # where the sheet ends: brightness changing this much a pixel there (falling light: 0.01)
+# What lies around the sheet (preprocess.without_surroundings): the sheet is told from it on a copy
+# SHEET_SIDE px wide (SHEET_SHORT_SIDE high at least), where the sheet ends in a step of STEP a pixel
+# (falling light: 0.01) to something whose level differs from the sheet's by STEP_LEVEL or more; the
+# sheet's level is taken SHEET_INSIDE copy pixels inside its even region.
+SHEET_SIDE, SHEET_SHORT_SIDE = 96, 32
+STEP, STEP_LEVEL = 0.04, 0.05
+SHEET_INSIDE = 3
+# In the picture's own pixels, the surroundings are what lies SLIVER of the way or more from the
+# sheet's level to theirs, past the paper's noise (PAPER_NOISE), joined to what the copy saw or along
+# BORDER_SHARE of the picture's border, and EDGE_BLUR px more for the edge's blur (lens, JPEG).
+SLIVER, PAPER_NOISE = 0.25, 0.03
+BORDER_SHARE = 0.02
+EDGE_BLUR = 2
+# An editor's fill (fill_level): one level at all four corners to CORNER_SPREAD, or, JPEG'd, to
+# JPEG_SPREAD where each corner's even patch ends in a step within one of FILL_WINDOWS (px). On the
+# copy, fill is what lies within FILL_SPREAD of its level, and the sheet it surrounds is FILL_SHEET of
+# the picture at least (a 10-degree turn of a long strip: 47%).
+CORNER_SPREAD, JPEG_SPREAD = 1.5 / 255, 6 / 255
+FILL_WINDOWS = (32, 128)
+FILL_SPREAD = 0.02
+FILL_SHEET = 0.4
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -214,8 +222,10 @@ class Paper:
     factor: float  # the picture's pixels per small-copy pixel
     inkiest: tuple[int, int]  # (row, column) of the small copy's strongest ink
     # Whether something other than the sheet may lie around it (a table, a frame): much of the border
-    # strays from the surface fitted to it, or the picture's middle, paper and all, strays from it.
+    # strays from the surface fitted to it, the picture's middle, paper and all, strays from it, or
+    # its corners were filled (`fill`).
     surrounded: bool
+    fill: float | None  # the level an editor filled the corners with (fill_level); None for none
 
 
 def small_copy(gray: Image.Image, side: int, short_side: int) -> tuple[np.ndarray, float]:
@@ -242,10 +252,10 @@ def scale_box(box: tuple[int, int, int, int], scale: float, limit: tuple[int, in
             min(limit[0] + math.ceil(x1 * scale), limit[2]), min(limit[1] + math.ceil(y1 * scale), limit[3]))
 
 
-def without_surroundings(gray: Image.Image) -> Image.Image:
+def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
     """The picture with what lies around the sheet (a table, a scanner's lid, a frame, the corners a
-    turned picture was filled with) made paper, continued from the sheet's nearest edge; the picture
-    itself where nothing does (`surroundings`, `filled_corners`).
+    turned picture was filled with, at level `fill`: Paper.fill) made paper, continued from the
+    sheet's nearest edge; the picture itself where nothing does (`surroundings`, `filled_corners`).
 
     The small copy finds the surroundings and the levels; the picture's own pixels say where they end
     (`_surroundings_mask`): a turned picture's filled corners end in slivers thinner than a pixel of
@@ -254,14 +264,13 @@ def without_surroundings(gray: Image.Image) -> Image.Image:
     if min(small.shape) < 12:
         return gray
     closed = without_strokes(small)
-    level = fill_level(gray)
-    found = surroundings(closed) or filled_corners(closed, level)
+    found = surroundings(closed) or filled_corners(closed, fill)
     if found is None:
         return gray
-    if level is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
+    if fill is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
         # can run smoothly from one into the other along the fill's tip
-        sheet = found.sheet & (np.abs(closed - np.median(closed[found.sheet])) < np.abs(closed - level))
-        found = Surroundings(found.outside, sheet if sheet.any() else found.sheet, np.full(closed.shape, level, np.float32))
+        sheet = found.sheet & (np.abs(closed - np.median(closed[found.sheet])) < np.abs(closed - fill))
+        found = Surroundings(found.outside, sheet if sheet.any() else found.sheet, np.full(closed.shape, fill, np.float32))
     # The sheet's level from well inside it: its even region runs out along a fill's soft tip.
     inside = ndimage.binary_erosion(found.sheet, iterations=SHEET_INSIDE)
     paper = _spread(closed, inside if inside.any() else found.sheet, gray.size)
@@ -419,8 +428,9 @@ def survey(gray: Image.Image) -> Paper:
     surface, border_fit = paper_surface(small)
     strays = small - surface
     # A fifth of the middle is paper even under a big digit; under a frame, none of it is the frame's level.
+    fill = fill_level(gray)
     surrounded = (border_fit < 0.85 or float(np.percentile(np.abs(middle_third(strays)), 20)) > 0.05
-                  or fill_level(gray) is not None)
+                  or fill is not None)
     darkest, lightest = np.percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
     if dark_ink:
@@ -429,7 +439,7 @@ def survey(gray: Image.Image) -> Paper:
     reach = int(np.clip(round(OPENING_STROKES * stroke), 3, min(small.shape)))
     light = surface + ndimage.uniform_filter(ndimage.grey_opening(strays, size=reach), reach, mode="nearest")
     inkiest = np.unravel_index(int(np.argmax(strays)), strays.shape)
-    return Paper(dark_ink, light, factor, (int(inkiest[0]), int(inkiest[1])), surrounded)
+    return Paper(dark_ink, light, factor, (int(inkiest[0]), int(inkiest[1])), surrounded, fill)
 
 
 def pen_width(gray: Image.Image, paper: Paper) -> float:
@@ -534,7 +544,7 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
     if (digit := as_mnist(gray)) is not None:
         return [digit], []
     paper = survey(gray)
-    if paper.surrounded and (cleaned := without_surroundings(gray)) is not gray:
+    if paper.surrounded and (cleaned := without_surroundings(gray, paper.fill)) is not gray:
         gray, paper = cleaned, survey(cleaned)
     work, scale = working_copy(gray, paper)
     # Printed rules, grids and form boxes are paper, not ink: taken out before anything is segmented.
