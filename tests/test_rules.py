@@ -24,8 +24,9 @@ from digitrec.errors import UnsupportedInput  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
-from digitrec.rules import (Line, bands_and_pen, followed, ink_darkness, ink_mask, long_thin_ink,  # noqa: E402
-                            printed_alike, remove_rules, small_paper)
+from digitrec.rules import (Line, bands_and_pen, brightest_around, followed, ink_darkness, ink_mask,  # noqa: E402
+                            long_thin_ink, median, percentile, printed_alike, remove_rules, small_paper,
+                            stroke_width)
 
 BLUE_RULE, RED_MARGIN, BLACK = (np.array(c, np.float32) for c in [(140, 175, 225), (225, 80, 90), (30, 30, 35)])
 
@@ -459,3 +460,24 @@ def test_what_a_fine_grid_leaves_is_paper_and_the_strokes_keep_their_cores(monke
     residue_before, kept_before = left_over(remove_rules(picture).cleaned.astype(np.float32))
     assert residue <= 5 < 20 <= residue_before
     assert kept >= kept_before - 0.01
+
+
+def test_the_fast_statistics_are_numpys_to_the_bit():
+    """percentile, median, brightest_around and stroke_width stand in for numpy's and scipy's calls
+    on every picture; they must give the same values and types, or readings would drift."""
+    rng = np.random.default_rng(7)
+    for size in [1, 2, 3, 10, 11, 400, 4001]:
+        for values in (rng.random(size).astype(np.float32), rng.normal(size=size), rng.integers(0, 256, size),
+                       np.round(rng.random(size), 1).astype(np.float32)):  # ties
+            assert median(values) == np.median(values) and type(median(values)) is type(np.median(values))
+            for q in [0, 1, 20, 50, 90, 99, 100, 37.5, [1, 99], [50, 99], [0, 100]]:
+                ours, numpys = percentile(values, q), np.percentile(values, q)
+                assert np.array_equal(ours, numpys) and np.asarray(ours).dtype == np.asarray(numpys).dtype
+    assert median([3, 1, 2]) == 2.0 and percentile(np.arange(5.0).reshape(1, 5), 25) == 1.0
+    for _ in range(200):
+        height, width = rng.integers(1, 40, 2)
+        planes = rng.random((height, width, int(rng.choice([1, 3])))).astype(np.float32)
+        assert np.array_equal(brightest_around(planes), ndimage.grey_dilation(planes, size=(3, 3, 1)))
+        mask = ndimage.binary_dilation(rng.random((height, width)) < 0.2, iterations=int(rng.integers(0, 3)))
+        edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+        assert stroke_width(mask) == (2 * np.count_nonzero(mask) / edge if edge else 0.0)

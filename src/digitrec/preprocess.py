@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
-from digitrec.rules import remove_rules, stroke_width
+from digitrec.rules import median, percentile, remove_rules, stroke_width
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
@@ -269,7 +269,7 @@ def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
         return gray
     if fill is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
         # can run smoothly from one into the other along the fill's tip
-        sheet = found.sheet & (np.abs(closed - np.median(closed[found.sheet])) < np.abs(closed - fill))
+        sheet = found.sheet & (np.abs(closed - median(closed[found.sheet])) < np.abs(closed - fill))
         found = Surroundings(found.outside, sheet if sheet.any() else found.sheet, np.full(closed.shape, fill, np.float32))
     # The sheet's level from well inside it: its even region runs out along a fill's soft tip.
     inside = ndimage.binary_erosion(found.sheet, iterations=SHEET_INSIDE)
@@ -322,13 +322,13 @@ def fill_level(gray: Image.Image) -> float | None:
                for x in (0, max(width - 2, 0)) for y in (0, max(height - 2, 0))]
     levels = [float(corner.mean()) for corner in corners]
     spread = max(max(levels) - min(levels), max(float(np.ptp(corner)) for corner in corners))
-    level = float(np.median(levels))
+    level = float(median(levels))
     if spread <= CORNER_SPREAD:
         return level
     if spread > JPEG_SPREAD:
         return None
     middle, _ = small_copy(gray, SHEET_SIDE, SHEET_SHORT_SIDE)
-    towards = float(np.sign(np.median(middle_third(middle)) - level))
+    towards = float(np.sign(median(middle_third(middle)) - level))
     ends = all(_fill_ends(gray, level, towards, right, bottom) for right in (False, True) for bottom in (False, True))
     return level if ends else None
 
@@ -347,7 +347,7 @@ def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bot
         patch = pieces == pieces[0, 0] if pieces[0, 0] else np.zeros(window.shape, bool)
         if patch.mean() <= 0.9:
             beyond = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
-            return bool(beyond.any()) and float(np.percentile((window[beyond] - level) * towards, 20)) >= STEP_LEVEL
+            return bool(beyond.any()) and float(percentile((window[beyond] - level) * towards, 20)) >= STEP_LEVEL
     return False
 
 
@@ -365,7 +365,7 @@ def filled_corners(closed: np.ndarray, level: float | None) -> Surroundings | No
         return None
     outside[[0, 0, -1, -1], [0, -1, 0, -1]] = True  # a fill thinner than the small copy's pixels is still there
     sheet = ~ndimage.binary_dilation(outside, iterations=2)
-    if not sheet.any() or abs(float(np.median(closed[sheet])) - level) < STEP_LEVEL:
+    if not sheet.any() or abs(float(median(closed[sheet])) - level) < STEP_LEVEL:
         return None
     return Surroundings(outside, sheet, np.full(closed.shape, level, np.float32))
 
@@ -414,7 +414,7 @@ def _steps_from(closed: np.ndarray, region: np.ndarray, sheet: np.ndarray) -> bo
     from the sheet by a big digit's strokes is as light as the paper across them, however the light
     falls."""
     beside = ndimage.binary_dilation(region, iterations=4) & sheet
-    return bool(beside.any()) and abs(float(np.median(closed[region])) - float(np.median(closed[beside]))) >= STEP_LEVEL
+    return bool(beside.any()) and abs(float(median(closed[region])) - float(median(closed[beside]))) >= STEP_LEVEL
 
 
 def survey(gray: Image.Image) -> Paper:
@@ -429,9 +429,9 @@ def survey(gray: Image.Image) -> Paper:
     strays = small - surface
     # A fifth of the middle is paper even under a big digit; under a frame, none of it is the frame's level.
     fill = fill_level(gray)
-    surrounded = (border_fit < 0.85 or float(np.percentile(np.abs(middle_third(strays)), 20)) > 0.05
+    surrounded = (border_fit < 0.85 or float(percentile(np.abs(middle_third(strays)), 20)) > 0.05
                   or fill is not None)
-    darkest, lightest = np.percentile(strays, [1, 99])
+    darkest, lightest = percentile(strays, [1, 99])
     dark_ink = -darkest > lightest
     if dark_ink:
         surface, strays = 1 - surface, -strays
@@ -457,7 +457,7 @@ def pen_width(gray: Image.Image, paper: Paper) -> float:
     window = np.asarray(gray.crop(box).reduce(2), dtype=np.float32)  # half size: a width of 8 px or more matters
     if paper.dark_ink:
         window = 255 - window
-    paper_level, ink_level = np.percentile(window, [50, 99])
+    paper_level, ink_level = percentile(window, [50, 99])
     return 2 * stroke_width(window > (paper_level + ink_level) / 2)
 
 
@@ -474,10 +474,10 @@ def ink_map(pixels: np.ndarray, paper: Paper) -> tuple[np.ndarray, float, np.nda
     ink = (pixels - light) / np.maximum(1 - light, 0.2)
     step = max(1, math.ceil(math.sqrt(ink.size / SAMPLE_PIXELS)))
     sample = ink[::step, ::step]
-    ink -= np.median(sample)  # the opening sits on the paper's noise troughs, not its middle
+    ink -= median(sample)  # the opening sits on the paper's noise troughs, not its middle
     # Noise from neighbouring pixels' differences: strokes' edges are too few to move their median.
     neighbours = sample[:, 1:] - sample[:, :-1]
-    noise = 1.4826 * float(np.median(np.abs(neighbours))) / math.sqrt(2) if neighbours.size else 0.0
+    noise = 1.4826 * float(median(np.abs(neighbours))) / math.sqrt(2) if neighbours.size else 0.0
     return ink, noise, sample
 
 
@@ -485,19 +485,25 @@ def paper_surface(small: np.ndarray, rounds: int = 2) -> tuple[np.ndarray, float
     """A quadratic surface through the paper, fitted to the picture's border (paper more than
     anything, whatever the ink in the middle), refitted without the border pixels far from it
     (ink touching the edge); and the share of the border it fits."""
-    rows, columns = np.indices(small.shape, dtype=np.float64)  # float64: the normal equations square the range
-    rows, columns = rows / max(small.shape[0], 1) - 0.5, columns / max(small.shape[1], 1) - 0.5
-    everywhere = np.stack([np.ones_like(rows), rows, columns, rows * rows, columns * columns, rows * columns], -1)
+    height, width = small.shape  # float64 below: the normal equations square the range
+    rows = (np.arange(height, dtype=np.float64) / max(height, 1) - 0.5)[:, None]
+    columns = (np.arange(width, dtype=np.float64) / max(width, 1) - 0.5)[None, :]
     border = np.ones(small.shape, bool)
     border[1:-1, 1:-1] = False
-    terms, values = everywhere[border], small[border].astype(np.float64)
+    on_rows, on_columns = np.broadcast_to(rows, small.shape)[border], np.broadcast_to(columns, small.shape)[border]
+    terms = np.stack([np.ones_like(on_rows), on_rows, on_columns, on_rows * on_rows, on_columns * on_columns,
+                      on_rows * on_columns], -1)
+    values = small[border].astype(np.float64)
     inside = np.ones(len(values), bool)
     for _ in range(rounds):
         used = terms[inside]  # least squares by the normal equations: 6x6, far cheaper than lstsq
         coefficients = np.linalg.solve(used.T @ used + 1e-6 * np.eye(6), used.T @ values[inside])
         strays = np.abs(values - terms @ coefficients)
-        inside = strays <= 3 * 1.4826 * np.median(strays) + 0.01
-    return (everywhere @ coefficients).astype(np.float32), float(inside.mean())
+        inside = strays <= 3 * 1.4826 * median(strays) + 0.01
+    constant, row, column, row_squared, column_squared, product = coefficients.tolist()
+    surface = (constant + row * rows + column * columns + row_squared * (rows * rows)
+               + column_squared * (columns * columns) + product * (rows * columns))
+    return surface.astype(np.float32), float(inside.mean())
 
 
 def as_mnist(gray: Image.Image) -> Segment | None:
@@ -507,9 +513,9 @@ def as_mnist(gray: Image.Image) -> Segment | None:
     if gray.size != (FRAME_SIDE, FRAME_SIDE):
         return None
     pixels = np.asarray(gray)
-    if np.median(pixels) >= 128:
+    if median(pixels) >= 128:
         pixels = 255 - pixels
-    if np.median(pixels) > 0 or pixels.max() < 128:
+    if median(pixels) > 0 or pixels.max() < 128:
         return None
     rows, columns = np.nonzero(pixels)
     if not DIGIT_SIDE - 2 <= max(np.ptp(rows), np.ptp(columns)) + 1 <= DIGIT_SIDE + 1:
@@ -618,7 +624,7 @@ def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS
     joins the line of one whose box it overlaps, over most of its columns (stacked_on): the top and
     bottom of a digit broken across its middle, which made two lines of a digit each."""
     tallest = max(piece.height for piece in pieces)
-    typical = float(np.median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
+    typical = float(median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
     pieces = [piece for piece in pieces
               if piece.height >= settings.short_fraction * typical or piece.width <= 2 * typical]
     digit_sized = sorted((piece for piece in pieces if piece.height >= settings.fragment_height * typical),
@@ -703,11 +709,11 @@ def preprocess_object(image: Image.Image) -> list[Segment]:
     """
     gray = np.asarray(image if image.mode == "L" else _to_grayscale(image), dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    background = float(median(border))
     # Product photos are dark things on white; Fashion-MNIST turned them light on black.
     values = (background - gray) if background >= 128 else (gray - background)
     values = values.clip(0, None) * (255 / max(background if background >= 128 else 255 - background, 1.0))
-    noise = 1.4826 * float(np.median(np.abs(border - background)))
+    noise = 1.4826 * float(median(np.abs(border - background)))
     rows, columns = np.nonzero(values > max(OBJECT_NOISE_SIGMAS * noise, OBJECT_FLOOR))
     if not len(rows):
         return []  # blank: nothing stands out from the background
@@ -735,7 +741,7 @@ def find_pieces(ink: np.ndarray, noise: float, sample: np.ndarray, settings: Rea
     if float(ink.max(initial=0)) < max(contrast, noise_floor):
         return None
     candidates = sample[sample > max(contrast / 2, noise_floor)]
-    level = float(np.percentile(candidates, 90)) if candidates.size else float(ink.max())
+    level = float(percentile(candidates, 90)) if candidates.size else float(ink.max())
     high = max(level / 2, contrast / 2, noise_floor)
     low = max(level / 8, 3 * noise)
     labels, count = ndimage.label(ink > low, structure=np.ones((3, 3), bool))

@@ -156,7 +156,7 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules."""
     colour = np.atleast_3d(np.asarray(pixels))[..., :3]
     grey = luminance(colour)
-    inverted = np.median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
+    inverted = median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
     if inverted:
         colour, grey = 255 - colour, 255 - grey
     paper = small_paper(colour)
@@ -246,9 +246,21 @@ def small_paper(colour: np.ndarray) -> np.ndarray:
     height, width, _ = colour.shape
     scale = PAPER_SIDE / max(height, width)
     size = (max(4, round(width * scale)), max(4, round(height * scale)))
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., channel], np.uint8))
-                         .resize(size, Image.Resampling.BOX)) for channel in range(colour.shape[2])]
-    return np.maximum(ndimage.grey_dilation(np.stack(planes, axis=2).astype(np.float32), size=(3, 3, 1)), 1)
+    planes = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., channel], np.uint8))
+                                  .resize(size, Image.Resampling.BOX)) for channel in range(colour.shape[2])], axis=2)
+    return np.maximum(brightest_around(planes.astype(np.float32)), 1)
+
+
+def brightest_around(planes: np.ndarray) -> np.ndarray:
+    """Each pixel's brightest 3x3 neighbour, within the picture, per channel (as ndimage.grey_dilation,
+    whose call costs more than its work on a copy this small)."""
+    down = planes.copy()
+    np.maximum(down[1:], planes[:-1], out=down[1:])
+    np.maximum(down[:-1], planes[1:], out=down[:-1])
+    across = down.copy()
+    np.maximum(across[:, 1:], down[:, :-1], out=across[:, 1:])
+    np.maximum(across[:, :-1], down[:, 1:], out=across[:, :-1])
+    return across
 
 
 def ink_darkness(colour: np.ndarray, paper: np.ndarray) -> float:
@@ -263,13 +275,13 @@ def ink_darkness(colour: np.ndarray, paper: np.ndarray) -> float:
     # The paper's noise from neighbouring samples' differences: the light's slow changes cancel out,
     # and ink and rules (a fine grid is a good share of the picture) make few of them.
     differences = np.abs(np.diff(darkness, axis=1))  # none in a picture a few pixels wide
-    spread = float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
+    spread = float(median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0
     # A fine grid (engineering paper) can cover most of a small picture: then the median and the
     # differences are the grid's own, and ink had to be darker than the grid's heavy lines (up to 0.9
     # where the grid is 0.2-0.3 dark). The paper's peak and its light side, where nothing printed or
     # written lies, give the paper's level and noise whatever covers the rest.
     peak, light_spread = paper_peak(darkness)
-    return max(MIN_DARKNESS, min(float(np.median(darkness)) + NOISE_SIGMAS * spread,
+    return max(MIN_DARKNESS, min(float(median(darkness)) + NOISE_SIGMAS * spread,
                                  peak + NOISE_SIGMAS * light_spread))
 
 
@@ -326,13 +338,13 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
     spreads = []
     for along, sample in zip((1, 0), samples):
         differences = np.abs(np.diff(sample, axis=1 - along))  # none in a picture a few pixels wide
-        spreads.append(float(np.median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0)
+        spreads.append(float(median(differences)) / NEIGHBOUR_DIFFERENCE if differences.size else 0.0)
     # The paper's noise is the same both ways, but lines across the differences add to them: a grid's
     # lines on a small picture took a third of one direction's (lines at 0.20, its limit 0.22).
     spread = min(spreads)
     filled = []
     for mean, sample in zip(averaged, samples):
-        limit = max(MIN_DARKNESS, float(np.median(sample)) + NOISE_SIGMAS * spread)
+        limit = max(MIN_DARKNESS, float(median(sample)) + NOISE_SIGMAS * spread)
         # A filled pixel is faintly dark itself: paper beside a stroke only borrows the stroke's darkness.
         filled.append(mask | ((mean > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
     return filled[0], filled[1]
@@ -404,7 +416,7 @@ def printed_alike(rules: list[Line], mask: np.ndarray) -> list[Line]:
     paper of seeds 0-2 (300 photos each): 291 -> 292 and 293 -> 294 read right; boxes and pages the same."""
     if len(rules) <= GRID_RULES:
         return rules
-    thickness = float(np.median([rule.thickness for rule in rules]))
+    thickness = float(median([rule.thickness for rule in rules]))
     return [rule for rule in rules if rule.thickness <= thickness + GRID_THICKER
             or on_paper(rule, mask) >= FILLED_ON_PAPER]
 
@@ -429,7 +441,7 @@ def on_grid(pieces: list[Line], rules: list[Line], mask: np.ndarray) -> list[Lin
     middle = mask.shape[1] / 2
     positions = np.sort([rule.across_at(middle) for rule in rules])
     gaps = np.diff(positions)
-    pitch = float(np.median(gaps))
+    pitch = float(median(gaps))
     if pitch <= 0 or np.mean(np.abs(gaps / pitch - np.round(gaps / pitch)) <= GRID_TOLERANCE) < GRID_REGULAR:
         return []  # not evenly spaced: no grid to complete
     found = []
@@ -581,7 +593,7 @@ def strongest_line(along: np.ndarray, across: np.ndarray) -> Line | None:
     stretches = max(1, (end - start + 1) // FIT_STRETCH)
     stretch = (along[on_line] - start) * stretches // (end - start + 1)
     per_stretch = np.bincount(stretch, minlength=stretches) * stretches / (end - start + 1)
-    thickness = float(np.percentile(per_stretch[per_stretch > 0], THICKNESS_PERCENTILE))
+    thickness = float(percentile(per_stretch[per_stretch > 0], THICKNESS_PERCENTILE))
     return Line(float(slope), float(offset), thickness, float(start), float(end))
 
 
@@ -691,7 +703,7 @@ def bands_and_pen(colour: np.ndarray, paper: np.ndarray, ink: np.ndarray, lines:
         # wherever the fit lies), and of those the median: pen along it is a minority of its length.
         ridge = np.full(int(along.max()) - int(along.min()) + 1, -np.inf, np.float32)
         np.maximum.at(ridge, along[on_ink] - int(along.min()), darkness[on_ink])
-        rule = float(np.percentile(ridge[np.isfinite(ridge)], RULE_PERCENTILE))
+        rule = float(percentile(ridge[np.isfinite(ridge)], RULE_PERCENTILE))
         stroke = darkness > rule + STROKE_CONTRAST * (1 - rule)
         pen[rows[stroke], columns[stroke]] = True
         darknesses.append(rule)
@@ -737,12 +749,12 @@ def no_darker_than_print(colour: np.ndarray, paper: np.ndarray, darknesses: list
     height, width, channels = colour.shape
     if not darknesses:  # no rule had ink enough to be measured
         return np.zeros((height, width), bool)
-    rule = float(np.median(darknesses))
+    rule = float(median(darknesses))
     floor = rule + STROKE_CONTRAST * (1 - rule)
     under = np.stack([np.asarray(Image.fromarray(paper[..., channel]).resize((width, height), Image.Resampling.BILINEAR))
                       for channel in range(channels)], axis=2)
     darkness = (1 - colour / under).max(axis=2)
-    if float(np.percentile(darkness[::3, ::3], INKIEST_PERCENTILE)) < floor + INK_PAST_FLOOR:
+    if float(percentile(darkness[::3, ::3], INKIEST_PERCENTILE)) < floor + INK_PAST_FLOOR:
         return np.zeros((height, width), bool)
     return (darkness < floor) & ~grown(darkness >= floor, 3)
 
@@ -757,9 +769,47 @@ def pressed_against(kept: np.ndarray, longest: float) -> np.ndarray:
 
 def stroke_width(mask: np.ndarray) -> float:
     """Twice the area over the edge length: a stroke of width w and length l has area w*l and two
-    edges of length l."""
-    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    edges of length l. The edge is what a 3x3 cross's erosion takes (beyond the picture is not
+    ink), by shifted slices: scipy's erosion costs more in its call than in its work here."""
+    inner = mask.copy()
+    inner[[0, -1], :] = False
+    inner[:, [0, -1]] = False
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    edge = np.count_nonzero(mask) - np.count_nonzero(inner)
     return 2 * np.count_nonzero(mask) / edge if edge else 0.0
+
+
+# np.percentile and np.median, to the bit, without their general machinery: a picture's reading takes
+# a dozen of them on small arrays, where that machinery costs more than the partition itself.
+def percentile(values: np.ndarray | list, q: float | list[float]) -> np.ndarray | np.floating:
+    """np.percentile(values, q) over all values, by its default linear interpolation."""
+    flat = np.asarray(values).ravel()
+    if flat.size == 0:
+        return np.percentile(flat, q)
+    index = (flat.size - 1) * np.asarray(np.true_divide(q, 100))
+    lower = np.minimum(np.floor(index), flat.size - 1).astype(np.intp)
+    upper = np.minimum(lower + 1, flat.size - 1)
+    ordered = np.partition(flat, np.unique(np.concatenate(([0, flat.size - 1], lower.ravel(), upper.ravel()))))
+    below, above = ordered[lower], ordered[upper]
+    # Scalar q mixes in as a Python float, a list of them as float64, as numpy promotes them.
+    weight = float(index - np.floor(index)) if type(q) in (int, float) else index - np.floor(index)
+    step = above - below
+    result = np.where(np.asarray(weight) >= 0.5, above - step * (1 - weight), below + step * weight)
+    return result[()] if result.ndim == 0 else result
+
+
+def median(values: np.ndarray | list) -> np.floating:
+    """np.median(values) over all values: the mean of the middle one or two."""
+    flat = np.asarray(values).ravel()
+    if flat.size == 0:
+        return np.median(flat)
+    middle = flat.size // 2
+    if flat.size % 2:
+        return np.mean(np.partition(flat, middle)[middle:middle + 1])
+    return np.mean(np.partition(flat, [middle - 1, middle])[middle - 1:middle + 1])
 
 
 def on_both_sides(mask: np.ndarray, rows: np.ndarray, columns: np.ndarray, reach: int) -> np.ndarray:
