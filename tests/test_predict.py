@@ -376,6 +376,22 @@ def test_grids_too_faint_for_the_ink_mask_are_found_on_masks_averaged_along_thei
     assert all(read_image(photo.data, default_model()).digits != photo.digits for photo in photos)
 
 
+def test_a_printed_line_the_rules_left_is_neither_a_digit_nor_the_height_digits_are_written_at(mnist):
+    """Legal-pad photos (make_photos' legal kind) whose double margin rule removal left standing, a tall
+    thin line beside digits a quarter of its height: taken as the tallest digit it made every digit a
+    dash ("351735" read "1", "1606" read "1"), or joined three lines' first digits into one. Dropped
+    (ReadingSettings.remnant_height), the four read right; all 5,200 other photos of seeds 0-1 the same."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "legal", k, seed)
+              for seed, k in ((0, 132), (0, 134), (1, 163), (1, 194))]
+    assert [photo.digits for photo in photos] == ["2929\n696781", "351735", "598\n57\n55047", "1606"]
+    assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
+    kept = replace(DEFAULT_SETTINGS, remnant_height=float("inf"))
+    assert all(read_image(photo.data, default_model(), settings=kept).digits != photo.digits for photo in photos)
+
+
 @pytest.mark.parametrize("feature, stand_in, fewer", [
     ("paper_peak", lambda darkness: (float("inf"), 0.0), 4),  # the ink's limit from the median alone
     ("no_darker_than_print", lambda colour, paper, darknesses: np.zeros(colour.shape[:2], bool), 3)])

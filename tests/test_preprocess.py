@@ -318,6 +318,17 @@ def test_an_underline_is_on_no_line_and_joins_no_digits():
     assert all(segment.box[3] < 200 for segment in segments)
 
 
+def test_a_tall_thin_line_beside_far_lower_digits_is_dropped_but_a_lone_or_tall_written_one_is_not():
+    """A printed line left standing (a margin from the top of the picture to its bottom) beside digits
+    a third of its height is no digit; a 1 alone, or as tall as the digits beside it, still is."""
+    margin = [(30, 0), (30, 299)]
+    segments = preprocess_image(page((460, 300), [margin, one(120, 110, 80), zero(200, 110, 80), one(300, 110, 80)],
+                                     width=8))
+    assert len(segments) == 3 and all(segment.box[0] > 60 for segment in segments)
+    assert len(preprocess_image(page((200, 300), [[(100, 20), (100, 280)]], width=8))) == 1
+    assert len(preprocess_image(page((460, 300), [one(120, 40, 220), zero(200, 60, 200)], width=8))) == 2
+
+
 def test_a_digit_broken_across_its_middle_is_one_digit_on_one_line(monkeypatch):
     """A 3 whose middle was written faintly: its top ends lower than its bottom begins, a little to one
     side, so the two pieces' boxes overlap by a few rows, far less than a line's digits share. Lines

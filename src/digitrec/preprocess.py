@@ -92,6 +92,12 @@ class ReadingSettings:
     short_fraction: float = 0.3  # digits lower than this share of the tallest one are dots, dashes or dust
     speck_fraction: float = 0.05  # or whose largest piece is smaller than this share of the largest one (crumbs)
     dash_fraction: float = 0.12  # or with less ink than this share of the inkiest digit: a 1 has about a third of an 8's
+    # A piece this many times taller than the other pieces with ink enough for a digit (dash_fraction),
+    # and narrower than remnant_width of its height, is a printed line the rules left, a margin or a
+    # frame's side, not writing: taken as the tallest digit it made every digit beside it a dash, or
+    # joined the lines it crosses into one (a legal pad's double margin, read "1" for "351735").
+    remnant_height: float = 2.5
+    remnant_width: float = 0.25
     pen_range: tuple[float, float] = (1.8, 4.5)  # beyond MNIST's 5th-95th percentiles of stroke width (twice area over edge) at 20 px
     wide_aspect: float = 0.9  # a digit wider than this times its height may be two that touch (the model decides)
     cut_range: tuple[float, float] = (0.3, 0.7)  # where, across its width, such a pair is cut,
@@ -560,6 +566,7 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
     if found is None:
         return [], []
     labels, pieces, low, level = found
+    pieces = without_remnants(pieces, settings)
     # Lines first, then digits within each: a digit merged with the one under it would read as neither.
     lines = [[Piece.union(pieces)]] if single else [merge_pieces(line, labels, settings)
                                                      for line in text_lines(pieces, settings)]
@@ -863,6 +870,21 @@ def merge_pieces(pieces: list[Piece], labels: np.ndarray, settings: ReadingSetti
             groups[i] = Piece.union([groups[i], groups[j]])
             del groups[j]
     return groups
+
+
+def without_remnants(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[Piece]:
+    """The pieces less any printed line left standing (ReadingSettings.remnant_height): tall and thin
+    beside pieces of ink enough for digits that are all far lower. A lone 1 has no such neighbours."""
+    most = max(piece.pixels for piece in pieces)
+    inky = [piece for piece in pieces if piece.pixels >= settings.dash_fraction * most]
+
+    def remnant(piece: Piece) -> bool:
+        others = [other.height for other in inky if other is not piece]
+        return (bool(others) and piece.width < settings.remnant_width * piece.height
+                and piece.height > settings.remnant_height * float(median(others)))
+
+    kept = [piece for piece in pieces if not remnant(piece)]
+    return kept or pieces
 
 
 def drop_specks(groups: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[Piece]:
