@@ -24,7 +24,7 @@ from digitrec.errors import UnsupportedInput  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
 from digitrec.predict import read_image  # noqa: E402
 from digitrec.preprocess import preprocess_image  # noqa: E402
-from digitrec.rules import (Line, bands_and_pen, brightest_around, followed, ink_darkness, ink_mask,  # noqa: E402
+from digitrec.rules import (Line, bands_and_pen, followed, grown, ink_darkness, ink_mask,  # noqa: E402
                             long_thin_ink, median, percentile, printed_alike, remove_rules, small_paper,
                             stroke_width)
 
@@ -463,7 +463,7 @@ def test_what_a_fine_grid_leaves_is_paper_and_the_strokes_keep_their_cores(monke
 
 
 def test_the_fast_statistics_are_numpys_to_the_bit():
-    """percentile, median, brightest_around and stroke_width stand in for numpy's and scipy's calls
+    """percentile, median, grown (on brightness) and stroke_width stand in for numpy's and scipy's calls
     on every picture; they must give the same values and types, or readings would drift."""
     rng = np.random.default_rng(7)
     for size in [1, 2, 3, 10, 11, 400, 4001]:
@@ -477,7 +477,7 @@ def test_the_fast_statistics_are_numpys_to_the_bit():
     for _ in range(200):
         height, width = rng.integers(1, 40, 2)
         planes = rng.random((height, width, int(rng.choice([1, 3])))).astype(np.float32)
-        assert np.array_equal(brightest_around(planes), ndimage.grey_dilation(planes, size=(3, 3, 1)))
+        assert np.array_equal(grown(planes, 3), ndimage.grey_dilation(planes, size=(3, 3, 1)))
         mask = ndimage.binary_dilation(rng.random((height, width)) < 0.2, iterations=int(rng.integers(0, 3)))
         edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
         assert stroke_width(mask) == (2 * np.count_nonzero(mask) / edge if edge else 0.0)

@@ -208,13 +208,15 @@ def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
 
 def grown(mask: np.ndarray, size: int) -> np.ndarray:
     """The mask dilated by a size x size square (size odd), by shifted slices: on the small masks of
-    most pictures scipy's filters cost several times more in calls than in work."""
+    most pictures scipy's filters cost several times more in calls than in work. On brightness
+    (H, W) or (H, W, channels), each pixel's brightest within the square and the picture, per channel,
+    as ndimage.grey_dilation gives it."""
     reach = size // 2
     across = widened(mask, reach)
     dilated = across.copy()
     for step in range(1, reach + 1):
-        dilated[step:] |= across[:-step]
-        dilated[:-step] |= across[step:]
+        np.maximum(dilated[step:], across[:-step], out=dilated[step:])
+        np.maximum(dilated[:-step], across[step:], out=dilated[:-step])
     return dilated
 
 
@@ -222,8 +224,8 @@ def widened(mask: np.ndarray, reach: int) -> np.ndarray:
     """The mask dilated along its rows: `reach` columns to either side."""
     dilated = mask.copy()
     for step in range(1, reach + 1):
-        dilated[:, step:] |= mask[:, :-step]
-        dilated[:, :-step] |= mask[:, step:]
+        np.maximum(dilated[:, step:], mask[:, :-step], out=dilated[:, step:])
+        np.maximum(dilated[:, :-step], mask[:, step:], out=dilated[:, :-step])
     return dilated
 
 
@@ -248,19 +250,7 @@ def small_paper(colour: np.ndarray) -> np.ndarray:
     size = (max(4, round(width * scale)), max(4, round(height * scale)))
     planes = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(colour[..., channel], np.uint8))
                                   .resize(size, Image.Resampling.BOX)) for channel in range(colour.shape[2])], axis=2)
-    return np.maximum(brightest_around(planes.astype(np.float32)), 1)
-
-
-def brightest_around(planes: np.ndarray) -> np.ndarray:
-    """Each pixel's brightest 3x3 neighbour, within the picture, per channel (as ndimage.grey_dilation,
-    whose call costs more than its work on a copy this small)."""
-    down = planes.copy()
-    np.maximum(down[1:], planes[:-1], out=down[1:])
-    np.maximum(down[:-1], planes[1:], out=down[:-1])
-    across = down.copy()
-    np.maximum(across[:, 1:], down[:, :-1], out=across[:, 1:])
-    np.maximum(across[:, :-1], down[:, 1:], out=across[:, :-1])
-    return across
+    return np.maximum(grown(planes.astype(np.float32), 3), 1)
 
 
 def ink_darkness(colour: np.ndarray, paper: np.ndarray) -> float:
