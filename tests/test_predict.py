@@ -515,6 +515,32 @@ def test_a_picture_turned_in_an_editor_reads_as_it_did_before_the_turn(mnist, mo
     assert sum(right(*picture) for picture in pictures) <= 9
 
 
+def test_a_fill_is_flat_and_the_sheet_darkened_to_its_level_is_not_taken_for_it(mnist, monkeypatch):
+    """Framed and turned photos whose sheet the lens darkens, at one side, to the level the corners were
+    filled with: that side was taken for the fill and made paper with it, and the digits on it were
+    lost ("62534001" read "62500", "372" read "2"). A fill is flat as well as at its level, and runs
+    in from the border (preprocess.filled_corners): the sheet keeps the grain of paper and camera."""
+    from digitrec import preprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed)
+              for kind, seed, k in (("framed", 0, 22), ("framed", 0, 149), ("framed", 0, 167), ("framed", 1, 59),
+                                    ("framed", 1, 83), ("framed", 1, 124), ("turned", 0, 78), ("turned", 0, 111),
+                                    ("turned", 1, 102), ("turned", 1, 125))]
+
+    def right(photo) -> bool:
+        try:
+            return read_image(photo.data, default_model()).digits == photo.digits
+        except UnsupportedInput:
+            return False
+
+    assert all(right(photo) for photo in photos)
+    monkeypatch.setattr(preprocess, "pixel_spread", lambda gray, shape: np.zeros(shape, np.float32))  # no grain
+    assert sum(right(photo) for photo in photos) <= 2
+
+
 def test_ink_darker_than_what_surrounds_the_sheet_stays_ink(mnist):
     """A notebook photo whose lens-darkened corners share one grey level, taken for an editor's fill
     of that level: its digits are darker still, so they are not joined to the "fill" and made paper

@@ -56,6 +56,10 @@ CORNER_SPREAD, JPEG_SPREAD = 1.5 / 255, 6 / 255
 FILL_WINDOWS = (32, 128)
 FILL_SPREAD = 0.02
 FILL_SHEET = 0.4
+# A fill is flat: the spread of the picture's pixels within a copy pixel is at most FILL_GRAIN_CORNERS
+# times the corners' (JPEG's ringing along a fill's edge) or FILL_GRAIN (0..1; half a grey step)
+# where the corners have none; a photographed sheet's grain is several grey steps.
+FILL_GRAIN, FILL_GRAIN_CORNERS = 0.002, 3.0
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
 
@@ -270,7 +274,7 @@ def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
     if min(small.shape) < 12:
         return gray
     closed = without_strokes(small)
-    found = surroundings(closed) or filled_corners(closed, fill)
+    found = surroundings(closed) or filled_corners(gray, closed, fill)
     if found is None:
         return gray
     if fill is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
@@ -357,23 +361,43 @@ def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bot
     return False
 
 
-def filled_corners(closed: np.ndarray, level: float | None) -> Surroundings | None:
-    """Where, on the small copy without strokes of a picture whose corners were filled with `level`
-    (fill_level), that fill lies and where the sheet is; None for no fill, or one at the paper's own
-    level or most of the picture's middle (a clean scan's white, a drawing's). A turn of a few
-    degrees leaves fills too thin for the small copy to see as regions of their own."""
+def filled_corners(gray: Image.Image, closed: np.ndarray, level: float | None) -> Surroundings | None:
+    """Where, on the small copy without strokes (`closed`) of a picture whose corners were filled with
+    `level` (fill_level), that fill lies and where the sheet is; None for no fill, or one at the paper's
+    own level or most of the picture's middle (a clean scan's white, a drawing's). A turn of a few
+    degrees leaves fills too thin for the small copy to see as regions of their own.
+
+    A fill is flat as well as at its level, and it runs in from the picture's border: a sheet darkened
+    by the lens to the fill's level, or a dark fill's level met by ink, keeps the grain of paper and
+    camera that an editor's fill has not."""
     if level is None:
         return None
-    outside = np.abs(closed - level) < FILL_SPREAD
+    grain = pixel_spread(gray, closed.shape)
+    corners = ([0, 0, -1, -1], [0, -1, 0, -1])
+    flat = grain <= max(FILL_GRAIN, FILL_GRAIN_CORNERS * float(median(grain[corners])))
+    candidates = (np.abs(closed - level) < FILL_SPREAD) & flat
     # Not the paper itself, a drawing's or a clean scan's white around its digits: a sheet is most of
     # the picture, and of its middle, the strokes closed away.
-    if middle_third(outside).mean() > 0.5 or outside.mean() > 1 - FILL_SHEET:
+    if middle_third(candidates).mean() > 0.5 or candidates.mean() > 1 - FILL_SHEET:
         return None
-    outside[[0, 0, -1, -1], [0, -1, 0, -1]] = True  # a fill thinner than the small copy's pixels is still there
+    candidates[corners] = True  # a fill thinner than the small copy's pixels is still there
+    pieces, _ = ndimage.label(candidates)
+    ring = np.concatenate([pieces[0], pieces[-1], pieces[1:-1, 0], pieces[1:-1, -1]])
+    outside = np.isin(pieces, ring[ring > 0])
     sheet = ~ndimage.binary_dilation(outside, iterations=2)
-    if not sheet.any() or abs(float(median(closed[sheet])) - level) < STEP_LEVEL:
+    if not sheet.any():
         return None
     return Surroundings(outside, sheet, np.full(closed.shape, level, np.float32))
+
+
+def pixel_spread(gray: Image.Image, shape: tuple[int, int]) -> np.ndarray:
+    """The standard deviation (0..1) of the picture's pixels within each pixel of a box-reduced copy
+    of `shape` (rows, columns): a picture's grain, at the copy's size."""
+    size = (shape[1], shape[0])
+    pixels = np.asarray(gray, np.float32) / 255
+    mean = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
+    square = np.asarray(Image.fromarray(pixels * pixels).resize(size, Image.Resampling.BOX))
+    return np.sqrt(np.maximum(square - mean * mean, 0))
 
 
 def _spread(small: np.ndarray, region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
