@@ -541,6 +541,34 @@ def test_a_fill_is_flat_and_the_sheet_darkened_to_its_level_is_not_taken_for_it(
     assert sum(right(photo) for photo in photos) <= 2
 
 
+def test_digits_close_to_a_fill_stay_and_a_patch_of_sheet_it_cuts_off_goes(mnist, monkeypatch):
+    """Turned photos whose first or last digit was written close to the sheet's edge: two copy pixels
+    of the sheet along a fill were made paper with it, and the digit with them ("54100297" read
+    "5410029", "862813" "62813"); only the pixels the copy saw, and what joins them at the fill's
+    level, are the fill's now. And framed photos whose sheet the light darkens, at one end, past the
+    table's shade: the mask cut that end off the sheet, and it was read as a 1 ("94590" read
+    "194590"); a patch cut off at the table's level is the table's (preprocess._cut_off_alike)."""
+    from digitrec import preprocess
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    def photos(kind: str, seed: int, ks: tuple[int, ...]) -> list:
+        return [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed) for k in ks]
+
+    def right(photo) -> bool:
+        try:
+            return read_image(photo.data, default_model()).digits == photo.digits
+        except UnsupportedInput:
+            return False
+
+    assert all(right(photo) for photo in photos("turned", 0, (14, 49, 90, 157, 160, 176)))
+    cut_off = photos("framed", 1, (12, 13, 41, 140))
+    assert all(right(photo) for photo in cut_off)
+    monkeypatch.setattr(preprocess, "_cut_off_alike", lambda off, mask: np.zeros(mask.shape, bool))
+    assert sum(right(photo) for photo in cut_off) <= 1
+
+
 def test_ink_darker_than_what_surrounds_the_sheet_stays_ink(mnist):
     """A notebook photo whose lens-darkened corners share one grey level, taken for an editor's fill
     of that level: its digits are darker still, so they are not joined to the "fill" and made paper

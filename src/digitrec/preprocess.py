@@ -48,6 +48,9 @@ SHEET_INSIDE = 3
 SLIVER, PAPER_NOISE = 0.25, 0.03
 BORDER_SHARE = 0.02
 EDGE_BLUR = 2
+# A patch cut off from the sheet by the surroundings is theirs where it lies at their level: within
+# STEP_LEVEL on average, under ISLAND_INK of its pixels INK_OFF or more from it (ink is 0.3 or more).
+INK_OFF, ISLAND_INK = 0.15, 0.01
 # An editor's fill (fill_level): one level at all four corners to CORNER_SPREAD, or, JPEG'd, to
 # JPEG_SPREAD where each corner's even patch ends in a step within one of FILL_WINDOWS (px). On the
 # copy, fill is what lies within FILL_SPREAD of its level, and the sheet it surrounds is FILL_SHEET of
@@ -291,21 +294,51 @@ def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
 
 def _surroundings_mask(picture: np.ndarray, paper: np.ndarray, around: np.ndarray, outside: np.ndarray) -> np.ndarray:
     """Where, in the picture's own pixels (0..1), the surroundings lie: what the small copy saw there
-    (`outside`), and the pixels a quarter of the way or more from the sheet's level (`paper`) to
-    theirs (`around`; the edge's blur, a sliver's antialiased pixels), beyond the paper's noise and
-    not past their level (ink darker than a grey table is ink), joined to what it saw or lying along
-    the picture's border (a filled corner's tip, cut off from the rest where two fills meet); grown
-    by the edge's blur."""
-    seen = ndimage.binary_dilation(outside, iterations=2).astype(np.uint8) * 255  # and the sheet's blurred edge
-    seen = np.asarray(Image.fromarray(seen).resize(picture.shape[::-1], Image.Resampling.BILINEAR)) > 0
+    (`outside`, and one copy pixel more), and the pixels a quarter of the way or more from the sheet's
+    level (`paper`) to theirs (`around`; the edge's blur, a sliver's antialiased pixels), beyond the
+    paper's noise and not past their level (ink darker than a grey table is ink), joined to what it
+    saw within two copy pixels of it or lying along the picture's border (a filled corner's tip, cut
+    off from the rest where two fills meet); then the patches of sheet they cut off at their level
+    (`_cut_off_alike`), grown by the edge's blur. Not two copy pixels of the sheet's edge wholesale:
+    a digit written close to it was made paper."""
+    size = picture.shape[::-1]
+    seen = _resized_mask(ndimage.binary_dilation(outside), size, Image.Resampling.NEAREST)
+    near = _resized_mask(ndimage.binary_dilation(outside, iterations=2), size, Image.Resampling.BILINEAR)
     gap, taken = np.abs(around - paper), (picture - paper) * np.sign(around - paper)
     towards = (taken > np.maximum(SLIVER * gap, PAPER_NOISE)) & (taken < gap + PAPER_NOISE)
-    pieces, count = ndimage.label(seen | towards)
-    ring = np.concatenate([pieces[0], pieces[-1], pieces[1:-1, 0], pieces[1:-1, -1]])
-    kept = np.bincount(ring, minlength=count + 1) >= BORDER_SHARE * len(ring)
-    kept[pieces[seen]] = True
-    kept[0] = False
-    return ndimage.maximum_filter(kept[pieces], size=2 * EDGE_BLUR + 1)
+    pieces, count = ndimage.label(seen | (towards & near))
+    joined = np.zeros(count + 1, bool)
+    joined[pieces[seen]] = True
+    joined[0] = False
+    slivers, count = ndimage.label(towards)
+    ring = np.concatenate([slivers[0], slivers[-1], slivers[1:-1, 0], slivers[1:-1, -1]])
+    along = np.bincount(ring, minlength=count + 1) >= BORDER_SHARE * len(ring)
+    along[0] = False
+    mask = joined[pieces] | along[slivers]
+    mask |= _cut_off_alike(np.abs(picture - around), mask)
+    return ndimage.maximum_filter(mask, size=2 * EDGE_BLUR + 1)
+
+
+def _resized_mask(mask: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """A small copy's mask at `size` (width, height): its own pixels (NEAREST), or with BILINEAR every
+    pixel they reach."""
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, resample)) > 0
+
+
+def _cut_off_alike(off: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The patches outside `mask` other than the largest (the sheet) that lie at the surroundings'
+    level (`off`: each pixel's distance from it): on average within STEP_LEVEL of it, under ISLAND_INK
+    of their pixels INK_OFF or more from it. A vignette's dark end beside a table of its shade, cut
+    off from the sheet where the light passes the table's level, is more of the table; ink cut off
+    from the sheet is far from its level."""
+    islands, count = ndimage.label(~mask)
+    areas = np.bincount(islands.ravel(), minlength=count + 1)
+    levels = np.bincount(islands.ravel(), off.ravel(), count + 1) / np.maximum(areas, 1)
+    inked = np.bincount(islands.ravel(), (off > INK_OFF).ravel(), count + 1) / np.maximum(areas, 1)
+    areas[0] = 0
+    alike = (levels < STEP_LEVEL) & (inked < ISLAND_INK)
+    alike[[0, int(np.argmax(areas))]] = False
+    return alike[islands]
 
 
 class Surroundings(NamedTuple):
