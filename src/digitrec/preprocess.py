@@ -396,9 +396,10 @@ def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bot
 
 def filled_corners(gray: Image.Image, closed: np.ndarray, level: float | None) -> Surroundings | None:
     """Where, on the small copy without strokes (`closed`) of a picture whose corners were filled with
-    `level` (fill_level), that fill lies and where the sheet is; None for no fill, or one at the paper's
-    own level or most of the picture's middle (a clean scan's white, a drawing's). A turn of a few
-    degrees leaves fills too thin for the small copy to see as regions of their own.
+    `level` (fill_level), that fill lies and where the sheet is; None for no fill, or one that is most of
+    the picture or of its middle (a clean scan's white, a drawing's). A turn of a few degrees leaves
+    fills too thin for the small copy to see as regions of their own. A flat fill at the sheet's own
+    level is taken too: made the sheet's level, it changes nothing but its edge.
 
     A fill is flat as well as at its level, and it runs in from the picture's border: a sheet darkened
     by the lens to the fill's level, or a dark fill's level met by ink, keeps the grain of paper and
