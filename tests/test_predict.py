@@ -537,7 +537,7 @@ def test_a_fill_is_flat_and_the_sheet_darkened_to_its_level_is_not_taken_for_it(
             return False
 
     assert all(right(photo) for photo in photos)
-    monkeypatch.setattr(preprocess, "pixel_spread", lambda gray, shape: np.zeros(shape, np.float32))  # no grain
+    monkeypatch.setattr(preprocess, "pixel_spread", lambda picture, shape: np.zeros(shape, np.float32))  # no grain
     assert sum(right(photo) for photo in photos) <= 2
 
 

@@ -49,7 +49,7 @@ SLIVER, PAPER_NOISE = 0.25, 0.03
 BORDER_SHARE = 0.02
 EDGE_BLUR = 2
 # A patch cut off from the sheet by the surroundings is theirs where it lies at their level: within
-# STEP_LEVEL on average, under ISLAND_INK of its pixels INK_OFF or more from it (ink is 0.3 or more).
+# STEP_LEVEL on average, under ISLAND_INK of its pixels INK_OFF or more from it (ink's strokes).
 INK_OFF, ISLAND_INK = 0.15, 0.01
 # An editor's fill (fill_level): one level at all four corners to CORNER_SPREAD, or, JPEG'd, to
 # JPEG_SPREAD where each corner's even patch ends in a step within one of FILL_WINDOWS (px). On the
@@ -60,8 +60,8 @@ FILL_WINDOWS = (32, 128)
 FILL_SPREAD = 0.02
 FILL_SHEET = 0.4
 # A fill is flat: the spread of the picture's pixels within a copy pixel is at most FILL_GRAIN_CORNERS
-# times the corners' (JPEG's ringing along a fill's edge) or FILL_GRAIN (0..1; half a grey step)
-# where the corners have none; a photographed sheet's grain is several grey steps.
+# times the corners' (JPEG leaves some in a fill) or FILL_GRAIN (0..1; half a grey step) where the
+# corners have none; a photographed sheet's is one to two grey steps (0.004-0.007 on a framed photo).
 FILL_GRAIN, FILL_GRAIN_CORNERS = 0.002, 3.0
 DIGIT_SIDE, FRAME_SIDE, CENTRE = 20, 28, 14.0  # MNIST: longest side 20 px, 28x28, mass centre at (14, 14)
 
@@ -250,6 +250,11 @@ def small_copy(gray: Image.Image, side: int, short_side: int) -> tuple[np.ndarra
     return np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255, factor
 
 
+def border_values(array: np.ndarray) -> np.ndarray:
+    """A 2-D array's outermost rows and columns, each pixel once."""
+    return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
+
+
 def middle_third(array: np.ndarray) -> np.ndarray:
     """The middle third of a 2-D array each way: where a picture's subject is, whatever its edges hold."""
     rows, columns = array.shape
@@ -277,7 +282,8 @@ def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
     if min(small.shape) < 12:
         return gray
     closed = without_strokes(small)
-    found = surroundings(closed) or filled_corners(gray, closed, fill)
+    picture = np.asarray(gray, np.float32) / 255
+    found = surroundings(closed) or filled_corners(picture, closed, fill)
     if found is None:
         return gray
     if fill is not None:  # a fill's own level, not the small copy's blend of it and the sheet, which
@@ -287,7 +293,6 @@ def without_surroundings(gray: Image.Image, fill: float | None) -> Image.Image:
     # The sheet's level from well inside it: its even region runs out along a fill's soft tip.
     inside = ndimage.binary_erosion(found.sheet, iterations=SHEET_INSIDE)
     paper = _spread(closed, inside if inside.any() else found.sheet, gray.size)
-    picture = np.asarray(gray, np.float32) / 255
     mask = _surroundings_mask(picture, paper, _spread(found.level, found.outside, gray.size), found.outside)
     return Image.fromarray(np.where(mask, paper * 255, picture * 255).round().clip(0, 255).astype(np.uint8))
 
@@ -308,10 +313,9 @@ def _surroundings_mask(picture: np.ndarray, paper: np.ndarray, around: np.ndarra
     towards = (taken > np.maximum(SLIVER * gap, PAPER_NOISE)) & (taken < gap + PAPER_NOISE)
     pieces, count = ndimage.label(seen | (towards & near))
     joined = np.zeros(count + 1, bool)
-    joined[pieces[seen]] = True
-    joined[0] = False
+    joined[pieces[seen]] = True  # never 0: every seen pixel is in a piece
     slivers, count = ndimage.label(towards)
-    ring = np.concatenate([slivers[0], slivers[-1], slivers[1:-1, 0], slivers[1:-1, -1]])
+    ring = border_values(slivers)
     along = np.bincount(ring, minlength=count + 1) >= BORDER_SHARE * len(ring)
     along[0] = False
     mask = joined[pieces] | along[slivers]
@@ -394,19 +398,19 @@ def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bot
     return False
 
 
-def filled_corners(gray: Image.Image, closed: np.ndarray, level: float | None) -> Surroundings | None:
-    """Where, on the small copy without strokes (`closed`) of a picture whose corners were filled with
-    `level` (fill_level), that fill lies and where the sheet is; None for no fill, or one that is most of
-    the picture or of its middle (a clean scan's white, a drawing's). A turn of a few degrees leaves
-    fills too thin for the small copy to see as regions of their own. A flat fill at the sheet's own
-    level is taken too: made the sheet's level, it changes nothing but its edge.
+def filled_corners(picture: np.ndarray, closed: np.ndarray, level: float | None) -> Surroundings | None:
+    """Where, on the small copy without strokes (`closed`) of a picture (0..1) whose corners were
+    filled with `level` (fill_level), that fill lies and where the sheet is; None for no fill, or one
+    that is most of the picture or of its middle (a clean scan's white, a drawing's). A turn of a few
+    degrees leaves fills too thin for the small copy to see as regions of their own. A flat fill at
+    the sheet's own level is taken too: made the sheet's level, it changes nothing but its edge.
 
     A fill is flat as well as at its level, and it runs in from the picture's border: a sheet darkened
     by the lens to the fill's level, or a dark fill's level met by ink, keeps the grain of paper and
     camera that an editor's fill has not."""
     if level is None:
         return None
-    grain = pixel_spread(gray, closed.shape)
+    grain = pixel_spread(picture, closed.shape)
     corners = ([0, 0, -1, -1], [0, -1, 0, -1])
     flat = grain <= max(FILL_GRAIN, FILL_GRAIN_CORNERS * float(median(grain[corners])))
     candidates = (np.abs(closed - level) < FILL_SPREAD) & flat
@@ -416,7 +420,7 @@ def filled_corners(gray: Image.Image, closed: np.ndarray, level: float | None) -
         return None
     candidates[corners] = True  # a fill thinner than the small copy's pixels is still there
     pieces, _ = ndimage.label(candidates)
-    ring = np.concatenate([pieces[0], pieces[-1], pieces[1:-1, 0], pieces[1:-1, -1]])
+    ring = border_values(pieces)
     outside = np.isin(pieces, ring[ring > 0])
     sheet = ~ndimage.binary_dilation(outside, iterations=2)
     if not sheet.any():
@@ -424,13 +428,12 @@ def filled_corners(gray: Image.Image, closed: np.ndarray, level: float | None) -
     return Surroundings(outside, sheet, np.full(closed.shape, level, np.float32))
 
 
-def pixel_spread(gray: Image.Image, shape: tuple[int, int]) -> np.ndarray:
-    """The standard deviation (0..1) of the picture's pixels within each pixel of a box-reduced copy
-    of `shape` (rows, columns): a picture's grain, at the copy's size."""
+def pixel_spread(picture: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The standard deviation of a picture's pixels (0..1) within each pixel of a box-reduced copy of
+    `shape` (rows, columns): its grain, at the copy's size."""
     size = (shape[1], shape[0])
-    pixels = np.asarray(gray, np.float32) / 255
-    mean = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX))
-    square = np.asarray(Image.fromarray(pixels * pixels).resize(size, Image.Resampling.BOX))
+    mean = np.asarray(Image.fromarray(picture).resize(size, Image.Resampling.BOX))
+    square = np.asarray(Image.fromarray(picture * picture).resize(size, Image.Resampling.BOX))
     return np.sqrt(np.maximum(square - mean * mean, 0))
 
 
@@ -464,11 +467,10 @@ def surroundings(closed: np.ndarray) -> Surroundings | None:
     sheet = int(in_middle[np.argmax(area[in_middle])])
     if area[sheet] < closed.size / 4:  # the inside of a big digit's bold stroke or loop, not a sheet
         return None
-    ring = np.ones(closed.shape, bool)
-    ring[1:-1, 1:-1] = False
-    along = np.bincount(labels[ring], minlength=count + 1)
+    ring = border_values(labels)
+    along = np.bincount(ring, minlength=count + 1)
     on_sheet = labels == sheet
-    outside = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * ring.sum()
+    outside = [label for label in range(1, count + 1) if label != sheet and along[label] >= 0.1 * len(ring)
                and area[label] >= 0.02 * closed.size and _steps_from(closed, labels == label, on_sheet)]
     return Surroundings(np.isin(labels, outside), on_sheet, closed) if outside else None
 
