@@ -170,6 +170,16 @@ def jpeg(image: Image.Image, rng: np.random.Generator) -> bytes:
     return buffer.getvalue()
 
 
+def enlarged(data: bytes, factor: int = 2, size: tuple[int, int] | None = None) -> bytes:
+    """The photo `factor` times as many pixels wide and high (or at `size`), as a phone held closer or a
+    finer scan takes it."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = image.resize(size or (image.width * factor, image.height * factor), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def _disk(radius: float) -> np.ndarray:
     reach = int(np.ceil(radius))
     y, x = np.mgrid[-reach:reach + 1, -reach:reach + 1]

@@ -520,7 +520,11 @@ def pen_width(gray: Image.Image, paper: Paper) -> float:
     left = int(np.clip(column - half, 0, max(gray.width - PEN_WINDOW, 0)))
     top = int(np.clip(row - half, 0, max(gray.height - PEN_WINDOW, 0)))
     box = (left, top, min(left + PEN_WINDOW, gray.width), min(top + PEN_WINDOW, gray.height))
-    window = np.asarray(gray.crop(box).reduce(2), dtype=np.float32)  # half size: a width of 8 px or more matters
+    # Half size, as a float mean: a width of 8 px or more matters, and PIL's reduce rounds a mean
+    # ending in .5 up, which reads a picture and its inverse up to 10% apart in width.
+    window = np.asarray(gray.crop(box), dtype=np.float32)
+    height, width = window.shape[0] // 2, window.shape[1] // 2
+    window = window[:2 * height, :2 * width].reshape(height, 2, width, 2).mean(axis=(1, 3))
     if paper.dark_ink:
         window = 255 - window
     paper_level, ink_level = percentile(window, [50, 99])
@@ -661,7 +665,10 @@ def working_copy(gray: Image.Image, paper: Paper) -> tuple[np.ndarray, float]:
     """The picture at the size its digits are found at, and the picture's pixels per pixel of it.
 
     The smallest size that keeps strokes STROKE_PIXELS wide: a 20 px digit needs no more, and a big
-    photo shrinks to a few milliseconds' work. A picture less than SMALL_SIDE high or wide (a number
+    photo shrinks to a few milliseconds' work. The shrinking goes in half steps, not whole ones: a pen
+    12-15 px wide stayed so, with rules and box walls beside it too thick for the search for them, and
+    the photos of seeds 0-1 enlarged twice (a phone held closer) read 4,607 of 5,200 right, against
+    4,974 at their own size. A picture less than SMALL_SIDE high or wide (a number
     cropped tight) is enlarged to that, bicubic, first: at 27 px high, rule removal took a 2's base or
     a 7's bar for a rule in 7 of 200 such pictures, and 188 of them were read right, 195 enlarged
     (191 enlarged only after rule removal). Photos at least SMALL_SIDE on a side are read as before:
@@ -671,8 +678,15 @@ def working_copy(gray: Image.Image, paper: Paper) -> tuple[np.ndarray, float]:
     if enlarge > 1:
         size = (gray.width * enlarge, gray.height * enlarge)
         return np.asarray(gray.resize(size, Image.Resampling.BICUBIC)), 1 / enlarge
-    reduce = max(math.ceil(max(gray.size) / WORK_SIDE), int(pen_width(gray, paper) // STROKE_PIXELS))
-    return np.asarray(gray.reduce(reduce) if reduce > 1 else gray), float(reduce)
+    # In half steps: a whole factor is PIL's exact reduce, and a pen under 1.5 STROKE_PIXELS wide is
+    # left as it is (its photos read as they always did).
+    reduce = max(math.ceil(max(gray.size) / WORK_SIDE), math.floor(2 * pen_width(gray, paper) / STROKE_PIXELS) / 2)
+    if reduce <= 1:
+        return np.asarray(gray), 1.0
+    if reduce == int(reduce):
+        return np.asarray(gray.reduce(int(reduce))), reduce
+    size = (max(1, round(gray.width / reduce)), max(1, round(gray.height / reduce)))
+    return np.asarray(gray.resize(size, Image.Resampling.BOX)), gray.width / size[0]
 
 
 def text_lines(pieces: list[Piece], settings: ReadingSettings = DEFAULT_SETTINGS) -> list[list[Piece]]:

@@ -94,6 +94,10 @@ VERTICAL_SPAN = 0.85  # a vertical one nearly the whole height (margins and grid
 # a single written 1 fills at most ~70% of its picture's height)
 # A box wall (1.2-1.5 digits high) need not be thin for its length: ending on two box edges makes it one.
 EDGE_SPAN = 0.3  # a rule running off the picture at both ends spans at least this share of it
+# Looked for at half the scale, where a digit's strokes are thin too, a rule or a row of boxes spans
+# this share of the width, which a digit of a single-digit photo, or of a number, rarely does (a
+# digit or two reached EDGE_SPAN in half of the single-digit photos, and cost them a search).
+COARSE_ACROSS = 0.5
 # A wall has paper on both sides along this share of it: a digit's stem that ends on both edges of a
 # long box has strokes beside it (0.0-0.2), a wall a digit hugs for 60% of its length 0.29 (test_rules).
 # With PRESSED_STROKES, boxes seeds 0-2 (300 photos) read 287 -> 290 right; 0.3 read 291 but drops that wall.
@@ -169,6 +173,11 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     # reaches across the picture; it is looked at only where there are dots enough for a grid.
     if not reaches and dots >= GRID_DOTS:
         reaches, _ = long_thin_ink(reduce_any(ink_mask(colour, paper, darker / 2), factor))
+    # Rules too thick to be thin at this scale (a photo taken closer, a scan at a higher resolution:
+    # a form's walls as wide as the pen) are thin at half of it, where the search finds them as it
+    # finds a smaller picture's.
+    if not reaches and long_thin_ink(coarse := reduce_any(ink, 2 * factor), COARSE_ACROSS, 1.0)[0]:
+        factor, mask, reaches = 2 * factor, coarse, True
     # The search then looks again on masks filled in along the lines (faint_lines).
     horizontal, vertical, walls, boxes = (find_rules(mask, faint_lines(colour, paper, factor, mask)) if reaches
                                           else ([], [], [], []))
@@ -189,11 +198,12 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True)
 
 
-def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
-    """Whether the mask holds thin ink reaching across EDGE_SPAN of the picture, as every rule, grid and
-    form box does (thin: at most THIN_PIXELS thick, gone after an opening just wider), and how many
-    pieces of thin ink it holds. Thick strokes alone, as most pictures of digits have, cannot hold a
-    rule, and are not searched: that search costs several times the rest of reading a picture."""
+def long_thin_ink(mask: np.ndarray, across: float = EDGE_SPAN, down: float = EDGE_SPAN) -> tuple[bool, int]:
+    """Whether the mask holds thin ink reaching `across` of the picture's width or `down` of its height
+    (EDGE_SPAN), as every rule, grid and form box does (thin: at most THIN_PIXELS thick, gone after an
+    opening just wider), and how many pieces of thin ink it holds. Thick strokes alone, as most
+    pictures of digits have, cannot hold a rule, and are not searched: that search costs several
+    times the rest of reading a picture."""
     side = THIN_PIXELS + 1
     # Closed first: a pen whose middle is lighter than its edges leaves two thin outlines of every
     # stroke in the mask, which reach across a single digit's picture (a third of them searched).
@@ -201,8 +211,8 @@ def long_thin_ink(mask: np.ndarray) -> tuple[bool, int]:
     thin = mask & ~grown(shrunk(solid, side), side)
     pieces, count = ndimage.label(thin, structure=np.ones((3, 3), bool))
     height, width = mask.shape
-    return any(region[1].stop - region[1].start >= EDGE_SPAN * width
-               or region[0].stop - region[0].start >= EDGE_SPAN * height
+    return any(region[1].stop - region[1].start >= across * width
+               or region[0].stop - region[0].start >= down * height
                for region in ndimage.find_objects(pieces) if region is not None), count
 
 
