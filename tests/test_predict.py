@@ -847,7 +847,7 @@ def test_paper_photos_taken_closer_are_read_as_at_their_own_size(mnist, monkeypa
     takes them: shrunk in half steps (working_copy), and a form's walls, blurred as wide as the pen,
     looked for again at half the detection scale (rules.COARSE_ACROSS), they read as at their own size;
     the boxes not without the second look. Seeds 0-1, 5,200 photos of 13 kinds enlarged twice: 4,607
-    read right by whole-factor shrinking alone, 4,956 with both (own size 4,974 and 4,973); seed 0
+    read right with neither (whole-factor shrinking), 4,956 with both (own size 4,974 and 4,973); seed 0
     without the second look, 65 of the 183 boxes read right wrong, 5 pages, 15 legal pads, 12 notebooks."""
     from digitrec import rules
     from digitrec.inference import default_model

@@ -146,7 +146,8 @@ def test_polarity_is_decided_by_the_picture():
     dark_on_light = page((300, 300), [zero(100, 70)])
     light_on_dark = Image.eval(dark_on_light, lambda value: 255 - value)
     [dark], [light] = preprocess_image(dark_on_light), preprocess_image(light_on_dark)
-    # The same digit in the same place; shrinking rounds a grey step differently here and there.
+    # The same digit in the same place; a pen 13.8 px wide is shrunk by 1.5, which rounds a grey
+    # step differently here and there.
     assert dark.box == light.box
     assert np.abs(dark.image.astype(int) - light.image.astype(int)).max() <= 1
 
@@ -392,5 +393,4 @@ def test_a_wide_pen_is_shrunk_to_the_stroke_width_reading_is_tuned_for_in_half_s
     work, scale = working_copy(gray, paper)
     assert abs(work.shape[1] * scale - gray.width) <= scale
     assert scale == pytest.approx(max(1.0, math.floor(2 * pen_width(gray, paper) / STROKE_PIXELS) / 2), rel=0.01)
-    assert pen / scale <= max(min(pen, STROKE_PIXELS), 1.5 * STROKE_PIXELS)
-    assert scale > 1 or pen <= 1.5 * STROKE_PIXELS
+    assert pen / scale <= 1.5 * STROKE_PIXELS

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from digitrec.errors import DigitrecError, InputTooLarge, UnsupportedInput
-from digitrec.rules import median, percentile, remove_rules, stroke_width
+from digitrec.rules import median, percentile, reduce_mean, remove_rules, stroke_width
 
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb or not a picture of digits
 WORK_SIDE = 2048  # bigger pictures are box-reduced to this first: digits in them stay far above 20 px
@@ -522,9 +522,7 @@ def pen_width(gray: Image.Image, paper: Paper) -> float:
     box = (left, top, min(left + PEN_WINDOW, gray.width), min(top + PEN_WINDOW, gray.height))
     # Half size, as a float mean: a width of 8 px or more matters, and PIL's reduce rounds a mean
     # ending in .5 up, which reads a picture and its inverse up to 10% apart in width.
-    window = np.asarray(gray.crop(box), dtype=np.float32)
-    height, width = window.shape[0] // 2, window.shape[1] // 2
-    window = window[:2 * height, :2 * width].reshape(height, 2, width, 2).mean(axis=(1, 3))
+    window = reduce_mean(np.asarray(gray.crop(box)), 2)
     if paper.dark_ink:
         window = 255 - window
     paper_level, ink_level = percentile(window, [50, 99])

@@ -319,6 +319,13 @@ def reduce_any(mask: np.ndarray, factor: int) -> np.ndarray:
     return small
 
 
+def reduce_mean(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """A grey (H, W) or colour (H, W, C) picture `factor` times smaller, as floats, a pixel its block's mean."""
+    height, width = pixels.shape[0] // factor, pixels.shape[1] // factor
+    blocks = pixels[:height * factor, :width * factor].astype(np.float32)
+    return blocks.reshape(height, factor, width, factor, *pixels.shape[2:]).mean(axis=(1, 3)) if factor > 1 else blocks
+
+
 def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The mask (detection scale) with faint straight lines filled in: once for lines along its rows,
@@ -327,9 +334,7 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
     the noise, which averaging lowers, while across the line it stays sharp. Only searched pictures pay
     for it (a few ms)."""
     height, width = mask.shape
-    small = colour[:height * factor, :width * factor].astype(np.float32)
-    if factor > 1:
-        small = small.reshape(height, factor, width, factor, -1).mean(axis=(1, 3))
+    small = reduce_mean(colour, factor)
     under = paper[np.arange(height)[:, None] * paper.shape[0] // height,
                   np.arange(width)[None, :] * paper.shape[1] // width]
     darkness = (1 - small / under).max(axis=2)
