@@ -326,7 +326,7 @@ def test_several_lines_are_read_top_to_bottom_each_left_to_right(quick_model, su
 
 
 WITHOUT = {  # each feature a paper kind needs, taken away: (module, name, stand-in)
-    "rule removal": ("preprocess", "remove_rules", lambda work: Ruling(work, None, [], [], False)),
+    "rule removal": ("preprocess", "remove_rules", lambda work, dark_ink=None: Ruling(work, None, [], [], False)),
     "lines": ("preprocess", "text_lines", lambda pieces, settings: [pieces]),
     # faint grids searched again on masks averaged along their lines: the masks left as they were
     "faint lines": ("rules", "faint_lines", lambda colour, paper, factor, mask: (mask, mask)),

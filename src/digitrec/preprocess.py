@@ -622,7 +622,7 @@ def preprocess_page(image: Image.Image, single: bool = False, settings: ReadingS
         gray, paper = cleaned, survey(cleaned)
     work, scale = working_copy(gray, paper)
     # Printed rules, grids and form boxes are paper, not ink: taken out before anything is segmented.
-    ruling = remove_rules(work)
+    ruling = remove_rules(work, paper.dark_ink)
     ink, noise, sample = ink_map((ruling.cleaned if ruling.found else work).astype(np.float32) / 255, paper)
     found = find_pieces(ink, noise, sample, settings)
     if found is None:

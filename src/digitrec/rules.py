@@ -156,11 +156,13 @@ class Ruling:
     found: bool  # whether any rule was found (False: cleaned is the grey picture unchanged)
 
 
-def remove_rules(pixels: np.ndarray) -> Ruling:
-    """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules."""
+def remove_rules(pixels: np.ndarray, dark_ink: bool | None = None) -> Ruling:
+    """The picture (RGB or grey uint8, dark on light or light on dark) without its printed rules.
+    `dark_ink` is the picture's polarity where the caller knows it (preprocess.survey), else found here
+    (ink_is_dark)."""
     colour = np.atleast_3d(np.asarray(pixels))[..., :3]
     grey = luminance(colour)
-    inverted = median(grey[::4, ::4]) < 128  # light ink on dark paper: the paper is most of the picture
+    inverted = not (ink_is_dark(grey) if dark_ink is None else dark_ink)
     if inverted:
         colour, grey = 255 - colour, 255 - grey
     paper = small_paper(colour)
@@ -196,6 +198,15 @@ def remove_rules(pixels: np.ndarray) -> Ruling:
     middle = ink.shape[1] / 2 / factor
     return Ruling(cleaned, removed, [tuple(int(round(v * factor)) for v in box) for box in boxes],
                   sorted(int(round(line.across_at(middle) * factor)) for line in horizontal), True)
+
+
+def ink_is_dark(grey: np.ndarray) -> bool:
+    """Whether the ink (and the print) is darker than the paper: the paper is most of the picture, and
+    ink strays further from it on its own side than noise does on the other. The paper's brightness
+    says nothing: an underexposed photo of white paper is darker than mid-grey (at half its light, all
+    but 1 of 60 notebook photos were taken for light ink on dark paper, and read wrong)."""
+    darkest, middle, lightest = percentile(grey[::4, ::4], [1, 50, 99])
+    return middle - darkest >= lightest - middle
 
 
 def long_thin_ink(mask: np.ndarray, across: float = EDGE_SPAN, down: float = EDGE_SPAN) -> tuple[bool, int]:
