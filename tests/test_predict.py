@@ -329,7 +329,7 @@ WITHOUT = {  # each feature a paper kind needs, taken away: (module, name, stand
     "rule removal": ("preprocess", "remove_rules", lambda work, dark_ink=None: Ruling(work, None, [], [], False)),
     "lines": ("preprocess", "text_lines", lambda pieces, settings: [pieces]),
     # faint grids searched again on masks averaged along their lines: the masks left as they were
-    "faint lines": ("rules", "faint_lines", lambda colour, paper, factor, mask: (mask, mask)),
+    "faint lines": ("rules", "faint_lines", lambda colour, paper, factor, mask, floor=None: (mask, mask)),
 }
 
 

@@ -197,6 +197,23 @@ def test_an_underexposed_notebook_photo_is_read(mnist):
     assert read_image(Image.fromarray(dim), default_model()).digits == photo.digits == "326663"
 
 
+@pytest.mark.parametrize("k, digits", [(0, "112413"), (4, "979137"), (10, "38332")])
+def test_a_faded_grid_is_removed(mnist, k, digits):
+    """Squared-paper photos (make_photos' squared, seed 0) faded to 45% of their contrast, as an
+    overexposed photo or light print leaves them: the grid lies 5-8% under its paper, under
+    MIN_DARKNESS, but the reader still took it for the rim of the strokes it touches and read one
+    digit for the whole grid ("2"). Found by its dots and its faint mask, it is looked for that faint."""
+    import io
+
+    from make_photos import make_photo
+
+    photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "squared", k, seed=0)
+    colour = np.asarray(Image.open(io.BytesIO(photo.data)).convert("RGB"), np.float32)
+    faded = (255 - (255 - colour) * 0.45).round().astype(np.uint8)
+    assert photo.digits == digits
+    assert read_image(Image.fromarray(faded), default_model()).digits == digits
+
+
 def test_strokes_lined_up_across_a_grid_are_not_a_rule(mnist, monkeypatch):
     """A photo of squared paper (make_photos' squared, seed 0, photo 50: 6927) where the 2's top and
     the 7's bar line up into a line as long as a rule, thin for its length and with paper beside it

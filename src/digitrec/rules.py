@@ -173,16 +173,22 @@ def remove_rules(pixels: np.ndarray, dark_ink: bool | None = None) -> Ruling:
     reaches, dots = long_thin_ink(mask)
     # A faint grid breaks into dots in the ink mask, but the faint one, at half the darkness, still
     # reaches across the picture; it is looked at only where there are dots enough for a grid.
+    faint = False
     if not reaches and dots >= GRID_DOTS:
         reaches, _ = long_thin_ink(reduce_any(ink_mask(colour, paper, darker / 2), factor))
+        faint = reaches
     # Rules too thick to be thin at this scale (a photo taken closer, a scan at a higher resolution:
     # a form's walls as wide as the pen) are thin at half of it, where the search finds them as it
     # finds a smaller picture's.
     if not reaches and long_thin_ink(coarse := reduce_any(ink, 2 * factor), COARSE_ACROSS, 1.0)[0]:
         factor, mask, reaches = 2 * factor, coarse, True
     # The search then looks again on masks filled in along the lines (faint_lines).
-    horizontal, vertical, walls, boxes = (find_rules(mask, faint_lines(colour, paper, factor, mask)) if reaches
-                                          else ([], [], [], []))
+    # A grid found only faintly is looked for under MIN_DARKNESS too: a faint photo's grid (an
+    # overexposed one, light print) lies 5-8% under its paper, where the reader still takes it for the
+    # rim of the strokes it touches, and joins every digit into one.
+    floor = MIN_DARKNESS / 2 if faint else MIN_DARKNESS
+    horizontal, vertical, walls, boxes = (find_rules(mask, faint_lines(colour, paper, factor, mask, floor))
+                                          if reaches else ([], [], [], []))
     if not (horizontal or vertical or walls):
         return Ruling((255 - grey if inverted else grey).round().astype(np.uint8), np.zeros(ink.shape, bool),
                       [], [], False)
@@ -337,8 +343,8 @@ def reduce_mean(pixels: np.ndarray, factor: int) -> np.ndarray:
     return blocks.reshape(height, factor, width, factor, *pixels.shape[2:]).mean(axis=(1, 3)) if factor > 1 else blocks
 
 
-def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.ndarray,
+                floor: float = MIN_DARKNESS) -> tuple[np.ndarray, np.ndarray]:
     """The mask (detection scale) with faint straight lines filled in: once for lines along its rows,
     once along its columns. A fine grid under blur and JPEG is too faint for the ink mask but at its
     crossings (it breaks into dots); averaged over RUN_PIXELS along a line, its darkness stands out of
@@ -360,7 +366,7 @@ def faint_lines(colour: np.ndarray, paper: np.ndarray, factor: int, mask: np.nda
     spread = min(spreads)
     filled = []
     for mean, sample in zip(averaged, samples):
-        limit = max(MIN_DARKNESS, float(median(sample)) + NOISE_SIGMAS * spread)
+        limit = max(floor, float(median(sample)) + NOISE_SIGMAS * spread)
         # A filled pixel is faintly dark itself: paper beside a stroke only borrows the stroke's darkness.
         filled.append(mask | ((mean > limit) & (darkness > limit / 2) & (darkness < 2 * limit)))
     return filled[0], filled[1]
