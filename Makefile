@@ -61,6 +61,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/infer_speed.py
 	$(BIN)/python benchmarks/predict_startup.py
 	$(BIN)/python benchmarks/read_photos.py
+	$(BIN)/python benchmarks/read_conditions.py
 	$(BIN)/python benchmarks/other_handwriting.py
 	$(BIN)/python benchmarks/serve_load.py --backend onnx
 	$(BIN)/python benchmarks/fashion.py runs/best-fashion
