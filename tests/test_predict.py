@@ -368,6 +368,8 @@ def test_grids_too_faint_for_the_ink_mask_are_found_on_masks_averaged_along_thei
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from make_photos import make_photo
 
+    # At the photos' own size: searched enlarged (rules.SMALL_SIDE), a small one needs the step less.
+    monkeypatch.setattr(rules, "SMALL_SIDE", 0)
     photos = [make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), kind, k, seed)
               for kind, seed, k in (("squared", 0, 51), ("squared", 1, 52), ("graph", 0, 94), ("graph", 1, 17))]
     assert [photo.digits for photo in photos] == ["785027", "59298", "737981", "32628"]
@@ -407,6 +409,8 @@ def test_engineering_paper_needs_the_paper_peak_and_the_grid_residue_taken_out(m
     from make_photos import make_photos
 
     photos = make_photos(mnist.test_images.numpy(), mnist.test_labels.numpy(), "graph", 30, seed=3)
+    # At the photos' own size: searched enlarged (rules.SMALL_SIDE), a small one needs the steps less.
+    monkeypatch.setattr(rules, "SMALL_SIDE", 0)
 
     def right() -> int:
         return sum(read_image(photo.data, default_model()).digits == photo.digits for photo in photos)
@@ -433,6 +437,26 @@ def test_numbers_in_small_pictures_are_enlarged_before_anything_is_found(mnist, 
     assert [read_image(photo.data, default_model()).digits for photo in photos] == [photo.digits for photo in photos]
     monkeypatch.setattr(preprocess, "SMALL_SIDE", 0)
     assert sum(read_image(photo.data, default_model()).digits == photo.digits for photo in photos) <= 1
+
+
+@pytest.mark.parametrize("k", [11, 16, 25, 38])
+def test_a_small_form_is_searched_for_rules_enlarged(mnist, monkeypatch, k):
+    """A form's photo at half its size (make_photos' boxes, seed 0, halved: 71-92 px high, boxes about
+    20 px): its walls are shorter than the pieces rule removal looks at (rules.RUN_PIXELS thrice), so
+    searched at its own size they stayed, read as 1s ("046" read "1014611"). Searched at twice its
+    size (rules.SMALL_SIDE), they are walls."""
+    from digitrec import rules
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from make_photos import make_photo
+
+    photo = make_photo(mnist.test_images.numpy(), mnist.test_labels.numpy(), "boxes", k, 0)
+    picture = Image.open(io.BytesIO(photo.data)).convert("RGB")
+    half = picture.resize((picture.width // 2, picture.height // 2), Image.Resampling.BOX)
+    assert 64 <= min(half.size) < rules.SMALL_SIDE
+    assert read_image(half, default_model()).digits == photo.digits
+    monkeypatch.setattr(rules, "SMALL_SIDE", 0)
+    assert read_image(half, default_model()).digits != photo.digits
 
 
 def test_boxes_of_an_enlarged_picture_are_in_its_own_pixels(mnist, monkeypatch):
