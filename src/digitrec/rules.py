@@ -173,14 +173,19 @@ def remove_rules(pixels: np.ndarray, dark_ink: bool | None = None) -> Ruling:
 
 
 def _removed_enlarged(picture: np.ndarray, dark_ink: bool | None) -> Ruling:
-    """remove_rules of a small picture, searched at twice its size (bicubic) and brought back: a rule's
-    pixels take the enlarged cleaned picture's block means (a stroke across it keeps its share), the
-    rest stay the picture's own. Where nothing is found enlarged, the search at its own size stands."""
+    """remove_rules of a small picture that has rules at its own size, searched again at twice its size
+    (bicubic) and brought back: a rule's pixels take the enlarged cleaned picture's block means (a
+    stroke across it keeps its share), the rest stay the picture's own. A picture without rules at its
+    own size is left at that (most digits' working copies are this small: searched enlarged, one digit
+    took 0.8 ms more); where nothing is found enlarged, the search at its own size stands."""
+    own = _removed(picture, dark_ink)
+    if not own.found:
+        return own
     height, width = picture.shape[:2]
     big = np.asarray(Image.fromarray(picture).resize((2 * width, 2 * height), Image.Resampling.BICUBIC))
     ruling = _removed(big, dark_ink)
     if not ruling.found:
-        return _removed(picture, dark_ink)
+        return own
     removed = reduce_any(ruling.rule_mask, 2)
     grey = luminance(np.atleast_3d(picture)[..., :3])
     cleaned = np.where(removed, reduce_mean(ruling.cleaned, 2), grey).clip(0, 255).round().astype(np.uint8)
