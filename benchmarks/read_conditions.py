@@ -24,12 +24,10 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_photos import make_photos  # noqa: E402
 from markdown import table, write_section  # noqa: E402
+from read_photos import ours  # noqa: E402
 
-from digitrec.classifier import Classifier  # noqa: E402
 from digitrec.data import load_dataset  # noqa: E402
-from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.inference import default_model  # noqa: E402
-from digitrec.predict import read_image  # noqa: E402
 
 KINDS = ("number", "touching", "ruled", "squared", "boxes", "page")
 
@@ -61,13 +59,6 @@ CONDITIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
-def read_right(picture: Image.Image, digits: str, classifier: Classifier) -> bool:
-    try:
-        return read_image(picture, classifier).digits == digits
-    except DigitrecError:  # "no digits found": read wrong
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=60, help="photos of each kind")
@@ -83,7 +74,7 @@ def main() -> None:
     for kind in KINDS:
         photos = make_photos(images, labels, kind, args.count, args.seed)
         pictures = [Image.open(io.BytesIO(photo.data)).convert("RGB") for photo in photos]
-        right = [sum(read_right(change(picture), photo.digits, classifier) for picture, photo in zip(pictures, photos))
+        right = [sum(ours(change(picture), classifier) == photo.digits for picture, photo in zip(pictures, photos))
                  for change in CONDITIONS.values()]
         rows.append([f"{kind} ({len(photos)} photos)"] + [f"{count}" for count in right])
         print(" | ".join(rows[-1]), flush=True)

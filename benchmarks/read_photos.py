@@ -54,7 +54,8 @@ def naive_read(data: bytes, loaded: Classifier, count: int = 1) -> str:
     return "".join(str(int(digit)) for digit in predictions)
 
 
-def ours(data: bytes, loaded: Classifier, settings: ReadingSettings = DEFAULT_SETTINGS) -> str:
+def ours(data: bytes | Image.Image, loaded: Classifier, settings: ReadingSettings = DEFAULT_SETTINGS) -> str:
+    """digitrec's reading of a photo (its bytes, or decoded), "" where it finds no digits."""
     try:
         return read_image(data, loaded, settings=settings).digits
     except DigitrecError:

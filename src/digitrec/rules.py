@@ -167,12 +167,14 @@ def remove_rules(pixels: np.ndarray, dark_ink: bool | None = None) -> Ruling:
     `dark_ink` is the picture's polarity where the caller knows it (preprocess.survey), else found here
     (ink_is_dark)."""
     picture = np.asarray(pixels)
+    if dark_ink is None:  # decided once: an enlarged copy must not be read the other way round
+        dark_ink = ink_is_dark(luminance(np.atleast_3d(picture)[..., :3]))
     if min(picture.shape[:2]) < SMALL_SIDE:
         return _removed_enlarged(picture, dark_ink)
     return _removed(picture, dark_ink)
 
 
-def _removed_enlarged(picture: np.ndarray, dark_ink: bool | None) -> Ruling:
+def _removed_enlarged(picture: np.ndarray, dark_ink: bool) -> Ruling:
     """remove_rules of a small picture that has rules at its own size, searched again at twice its size
     (bicubic) and brought back: a rule's pixels take the enlarged cleaned picture's block means (a
     stroke across it keeps its share), the rest stay the picture's own. A picture without rules at its
@@ -193,10 +195,10 @@ def _removed_enlarged(picture: np.ndarray, dark_ink: bool | None) -> Ruling:
                   [line // 2 for line in ruling.lines], True)
 
 
-def _removed(pixels: np.ndarray, dark_ink: bool | None = None) -> Ruling:
+def _removed(pixels: np.ndarray, dark_ink: bool) -> Ruling:
     colour = np.atleast_3d(np.asarray(pixels))[..., :3]
     grey = luminance(colour)
-    inverted = not (ink_is_dark(grey) if dark_ink is None else dark_ink)
+    inverted = not dark_ink
     if inverted:
         colour, grey = 255 - colour, 255 - grey
     paper = small_paper(colour)
