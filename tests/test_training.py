@@ -12,7 +12,7 @@ import torch
 from conftest import MNIST
 from digitrec.checkpoint import Checkpoint
 from digitrec.errors import DigitrecError, Interrupted
-from digitrec.training import make_config, resume, train
+from digitrec.training import WeightAverage, make_config, resume, train
 
 
 def quiet(line: str) -> None:
@@ -290,3 +290,18 @@ def test_a_run_knows_its_files_and_its_accuracy_without_loading_its_checkpoint(m
     assert not leftover.exists() and unrelated.exists()
     resumed = resume(run, epochs=2, data=mnist, log=quiet, progress=False)
     assert run.checkpoint is resumed and run.checkpoint.epoch == 2, "the run shows what it saved last, not what it read"
+
+
+def test_the_weight_average_warms_up_only_from_random_weights():
+    """From random weights the first updates take most of the model (the average must not keep the
+    initial weights for thousands of steps); from trained weights (warm_up=False) every update moves
+    it by 1 - decay, so tuning a trained model keeps it near where it started."""
+    model = torch.nn.Linear(3, 1)
+    start = model.weight.detach().clone()
+    warming, steady = WeightAverage(model, 0.998), WeightAverage(model, 0.998, warm_up=False)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    warming.update(model, step=0)
+    steady.update(model, step=0)
+    assert torch.allclose(warming.state["weight"] - start, torch.full_like(start, 0.9))  # 1 - 1/10
+    assert torch.allclose(steady.state["weight"] - start, torch.full_like(start, 0.002))

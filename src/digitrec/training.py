@@ -83,14 +83,15 @@ def memory_layout(config: TrainConfig) -> torch.memory_format:
 class WeightAverage:
     """An exponential moving average of all weights and buffers, kept beside the model."""
 
-    def __init__(self, model: nn.Module, decay: float, state: dict | None = None) -> None:
+    def __init__(self, model: nn.Module, decay: float, state: dict | None = None, warm_up: bool = True) -> None:
         self.decay = decay
+        self.warm_up = warm_up  # off where the model starts from trained weights
         self.state = {k: v.detach().clone() for k, v in (state or model.state_dict()).items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         # A short warm-up, so the average does not drag the random initial weights along for long.
-        decay = min(self.decay, (1 + step) / (10 + step))
+        decay = min(self.decay, (1 + step) / (10 + step)) if self.warm_up else self.decay
         current = model.state_dict()
         floats = [k for k, v in self.state.items() if v.is_floating_point()]
         torch._foreach_lerp_([self.state[k] for k in floats], [current[k] for k in floats], 1 - decay)
