@@ -32,8 +32,9 @@ test: install system-packages
 
 # The weights that ship in the package (docs/model-card.md): the `best` recipe, its averaged weights
 # tuned on digits the reader cut out of photos of MNIST training digits (scripts/photo_tune.py), as
-# safetensors, and the same network as a checked ONNX file for the onnx backend. About 25 minutes
-# on an idle 2-core CPU that computes bfloat16 natively (AVX512-BF16), twice that where it does not.
+# safetensors, and the same network as a checked ONNX file for the onnx backend. About 30 minutes on
+# an idle 2-core CPU that computes bfloat16 natively (AVX512-BF16): 12 to train, 16 to photograph and
+# tune, 1 to export; about 40 where it does not (training in fp32 takes twice as long).
 WEIGHTS := src/digitrec/weights
 pretrained: install
 	$(BIN)/digitrec train --model best --out runs/best --force
