@@ -82,3 +82,25 @@ def test_the_shipped_weights_lie_between_the_model_and_its_tuned_copy():
     assert int(halfway["num_batches_tracked"]) == 9
     assert torch.equal(photo_tune.blend(start, tuned, 1.0)["weight"], tuned["weight"])
     assert torch.equal(start["weight"], torch.zeros(3))  # the model's own weights are left alone
+
+
+def test_fine_tuning_moves_only_a_copy_and_ships_tuned_share_of_the_way(mnist, monkeypatch):
+    """A few steps on a slice of MNIST: TUNED_SHARE 0 gives back the model's own weights, 1 the tuned
+    average's, 0.5 the point halfway between; the model handed in is never changed."""
+    loaded = load_model("best")
+    start = {key: value.clone() for key, value in loaded.model.state_dict().items()}
+    small = replace(mnist, train_images=mnist.train_images[:384], train_labels=mnist.train_labels[:384])
+    monkeypatch.setattr(photo_tune, "EPOCHS", 1)
+    recipe = photo_tune.make_config("best", precision="fp32")
+
+    def weights(share: float) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr(photo_tune, "TUNED_SHARE", share)
+        tuned = photo_tune.fine_tune(loaded, small, mnist.test_images[:64], mnist.test_labels[:64], recipe)
+        return tuned.model.state_dict()
+
+    kept, moved, halfway = weights(0.0), weights(1.0), weights(0.5)
+    floats = [key for key, value in start.items() if value.is_floating_point()]
+    assert all(torch.equal(kept[key], start[key]) for key in floats)
+    assert any(not torch.equal(moved[key], start[key]) for key in floats)
+    assert all(torch.allclose(halfway[key], (start[key] + moved[key]) / 2, atol=1e-6) for key in floats)
+    assert all(torch.equal(value, start[key]) for key, value in loaded.model.state_dict().items())
