@@ -22,7 +22,7 @@ import io
 from typing import Callable
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +145,7 @@ def big_page_row(images: np.ndarray, labels: np.ndarray, loaded: Classifier, see
             "yes" if np.median(seconds) <= 0.2 else "no"]
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="best", help="preset (its shipped weights), run folder or weights file")
     parser.add_argument("--count", type=int, default=2000, help="photos of single digits")
@@ -160,113 +160,134 @@ def main() -> None:
     parser.add_argument("--backend", choices=["torch", "onnx"],
                         help="default: as `digitrec predict` (onnx for the shipped weights, else torch)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # as `digitrec predict` runs
+    return parser.parse_args()
 
+
+# make_photos kind: the argument that says how many photos of it are read
+PHOTO_COUNTS = {"single": "count", "number": "numbers", "touching": "touching", "small": "small", "framed": "framed",
+                "turned": "turned"}
+UNGOALED = {"small": "in small pictures, 20-63 px high", "framed": "on a sheet with a table or a frame around it",
+            "turned": "turned 1-10 degrees in an editor, the corners filled"}  # kinds of numbers the issue sets no goal for
+HEADER = ["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "digitrec vs baseline", "goal", "met"]
+Results = dict[str, tuple[list[str], list[float], list[float]]]  # read_all's answers and times, ours and the baseline's
+
+
+@dataclass
+class Bench:
+    """What every row reads with: the model, and MNIST's test digits the photos are made of."""
+
+    loaded: Classifier
+    images: np.ndarray
+    labels: np.ndarray
+
+    def clean_answers(self, photos: list[Photo]) -> list[str]:
+        """What the model reads from the same digits as MNIST has them (a page's lines as the photo has them)."""
+        answers = []
+        for photo in photos:
+            read = iter(self.loaded.log_probabilities(self.images[photo.indices]).argmax(1).tolist())
+            answers.append("".join(character if character == "\n" else str(next(read)) for character in photo.digits))
+        return answers
+
+    def clean(self, photos: list[Photo]) -> float:
+        return share_right(self.clean_answers(photos), photos)
+
+
+def errors_ratio(ours_right: float, naive_right: float) -> str:
+    return f"{(1 - naive_right) / max(1 - ours_right, 1e-9):.1f}x fewer errors"
+
+
+def reading_row(bench: Bench, shows: str, photos: list[Photo], results: Results, goal: str = "",
+                met: Callable[[float, float], str] = lambda right, clean: "") -> list[str]:
+    """A row of photos read fully right: the ceiling, digitrec, the baseline; `met` says from digitrec's
+    share and the ceiling's whether the `goal` is met."""
+    right = {name: share_right(answers, photos) for name, (answers, *_) in results.items()}
+    clean = bench.clean(photos)
+    return [shows, percent(clean), percent(right["digitrec"]), percent(right["naive"]),
+            errors_ratio(right["digitrec"], right["naive"]), goal, met(right["digitrec"], clean)]
+
+
+def at_least(share: float) -> Callable[[float, float], str]:
+    return lambda right, clean: "yes" if right >= share else "no"
+
+
+def under_clean(right: float, clean: float) -> str:
+    gap = round(100 * (clean - right), 6)
+    return f"{'yes' if gap <= 0.5 else 'no'} ({gap:.2f} points under)"
+
+
+def reading_rows(bench: Bench, photos: dict[str, list[Photo]], results: dict[str, Results]) -> list[list[str]]:
+    """The rows of single digits and numbers, the issue's goals first."""
+    return [
+        reading_row(bench, f"single digits read right ({len(photos['single']):,} photos)", photos["single"],
+                    results["single"], "at most 0.5 points under clean", under_clean),
+        reading_row(bench, f"numbers of 2-8 digits read fully right ({len(photos['number']):,} photos)",
+                    photos["number"], results["number"], "at least 97%", at_least(0.97)),
+        reading_row(bench, f"1000x300 photos of six digits read fully right ({len(photos['six'])} photos)",
+                    photos["six"], results["six"]),
+        reading_row(bench, f"numbers of 2-4 digits, two of them touching ({len(photos['touching'])} photos)",
+                    photos["touching"], results["touching"], "at least 95%", at_least(0.95)),
+        *(reading_row(bench, f"numbers of 2-8 digits {shows} ({len(photos[kind])} photos)", photos[kind],
+                      results[kind], "none set") for kind, shows in UNGOALED.items())]
+
+
+def speed_row(shows: str, results: Results, goal_ms: float) -> list[str]:
+    """Median CPU (and wall) milliseconds a photo, digitrec's beside the baseline's, and the goal."""
+    cpu = {name: 1000 * float(np.median(times)) for name, (_, _, times) in results.items()}
+    wall = {name: 1000 * float(np.median(seconds)) for name, (_, seconds, _) in results.items()}
+    return [f"{shows}, end to end, median CPU ms (wall ms)", "",
+            *(f"{cpu[name]:.2f} ({wall[name]:.2f})" for name in ("digitrec", "naive")),
+            f"{cpu['digitrec'] / cpu['naive']:.1f}x the time", f"at most {goal_ms:g} ms",
+            "yes" if cpu["digitrec"] <= goal_ms else "no"]
+
+
+def notes(bench: Bench, numbers: list[Photo], touching: list[Photo], number_answers: list[str], seed: int) -> str:
+    """What the table is, and how the numbers read wrong split between the model and the photo."""
+    loaded = bench.loaded
+    wrong = [photo for answer, photo in zip(number_answers, numbers) if answer != photo.digits]
+    model_errors = sum(clean != photo.digits for clean, photo in zip(bench.clean_answers(wrong), wrong))
+    epoch = f" (epoch {loaded.metadata['epoch']})" if "epoch" in loaded.metadata else ""
+    return (f"Model: {loaded.name} from {loaded.source}{epoch}. Photos from `benchmarks/make_photos.py` with seed "
+            f"{seed}; end to end means from the encoded JPEG bytes to the digits, on one thread; the speed "
+            "goals are judged on CPU time, the work itself, as wall-clock time on a shared CPU also "
+            "holds the waits for a core. The naive "
+            "baseline resizes the whole photo to 28x28 (inverted when the paper is light) and, for numbers, is "
+            "told how many digits to cut it into. "
+            f"Of the {len(wrong)} numbers digitrec reads wrong, {model_errors} hold a digit the model misreads "
+            "even as MNIST has it; the rest are the photo's doing. Without the line reader, which reads wide "
+            "and unsure digits' lines whole, digitrec cuts wide digits in two instead: then it reads "
+            f"{percent(right_with(numbers, loaded, whole_lines=False))} of the numbers and "
+            f"{percent(right_with(touching, loaded, whole_lines=False))} of the ones with touching digits; "
+            f"with neither, {percent(right_with(numbers, loaded, whole_lines=False, split_margin=float('inf')))} "
+            f"and {percent(right_with(touching, loaded, whole_lines=False, split_margin=float('inf')))}.")
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(1)  # as `digitrec predict` runs
     if args.model == "best" and args.backend is None:
         loaded = default_model()
     else:
         loaded = open_model(args.model, args.backend, data_dir=args.data, threads=1)
     data = load_dataset("mnist", args.data)
-    images, labels = data.test_images.numpy(), data.test_labels.numpy()
-    singles = make_photos(images, labels, "single", args.count, args.seed)
-    numbers = make_photos(images, labels, "number", args.numbers, args.seed)
-    touching = make_photos(images, labels, "touching", args.touching, args.seed)
-    small = make_photos(images, labels, "small", args.small, args.seed)
-    framed = make_photos(images, labels, "framed", args.framed, args.seed)
-    turned = make_photos(images, labels, "turned", args.turned, args.seed)
-    six = [number_photo(images, labels, np.random.default_rng([args.seed, 6, k]), length=6, size=(1000, 300))
-           for k in range(SPEED_PHOTOS)]
-    for photo in singles[:20]:  # warm-up: allocators, the model's first calls
+    bench = Bench(loaded, data.test_images.numpy(), data.test_labels.numpy())
+    photos = {kind: make_photos(bench.images, bench.labels, kind, getattr(args, count), args.seed)
+              for kind, count in PHOTO_COUNTS.items()}
+    photos["six"] = [number_photo(bench.images, bench.labels, np.random.default_rng([args.seed, 6, k]), length=6,
+                                  size=(1000, 300)) for k in range(SPEED_PHOTOS)]
+    for photo in photos["single"][:20]:  # warm-up: allocators, the model's first calls
         ours(photo.data, loaded)
-
-    def clean_answers(photos: list[Photo]) -> list[str]:
-        """What the model reads from the same digits as MNIST has them (a page's lines as the photo has them)."""
-        answers = []
-        for photo in photos:
-            read = iter(loaded.log_probabilities(images[photo.indices]).argmax(1).tolist())
-            answers.append("".join(character if character == "\n" else str(next(read)) for character in photo.digits))
-        return answers
-
-    def clean(photos: list[Photo]) -> float:
-        return share_right(clean_answers(photos), photos)
-
-    single_results, number_results, six_results = read_all(singles, loaded), read_all(numbers, loaded), read_all(six, loaded)
-    accuracy = {name: share_right(answers, singles) for name, (answers, *_) in single_results.items()}
-    numbers_right = {name: share_right(answers, numbers) for name, (answers, *_) in number_results.items()}
-    six_right = {name: share_right(answers, six) for name, (answers, *_) in six_results.items()}
-    touching_right = {name: share_right(answers, touching) for name, (answers, *_) in read_all(touching, loaded).items()}
-    clean_single, clean_numbers = clean(singles), clean(numbers)
-    milliseconds = {kind: {name: 1000 * float(np.median(cpu)) for name, (_, _, cpu) in results.items()}
-                    for kind, results in (("single", single_results), ("six", six_results))}
-    wall = {kind: {name: 1000 * float(np.median(seconds)) for name, (_, seconds, _) in results.items()}
-            for kind, results in (("single", single_results), ("six", six_results))}
-
-    def errors_ratio(ours_right: float, naive_right: float) -> str:
-        return f"{(1 - naive_right) / max(1 - ours_right, 1e-9):.1f}x fewer errors"
-
-    def ungoaled_row(shows: str, photos: list[Photo]) -> list[str]:
-        """A row for numbers of 2-8 digits that the issue sets no goal for."""
-        right = {name: share_right(answers, photos) for name, (answers, *_) in read_all(photos, loaded).items()}
-        return [f"numbers of 2-8 digits {shows} ({len(photos)} photos)", percent(clean(photos)),
-                percent(right["digitrec"]), percent(right["naive"]), errors_ratio(right["digitrec"], right["naive"]),
-                "none set", ""]
-
-    def time_ratio(kind: str) -> str:
-        return f"{milliseconds[kind]['digitrec'] / milliseconds[kind]['naive']:.1f}x the time"
-
-    wrong = [(answer, photo) for answer, photo in zip(number_results["digitrec"][0], numbers) if answer != photo.digits]
-    model_errors = sum(clean != photo.digits for clean, (_, photo) in zip(clean_answers([p for _, p in wrong]), wrong))
-    gap = round(100 * (clean_single - accuracy["digitrec"]), 6)
-    rows = [
-        [f"single digits read right ({len(singles):,} photos)", percent(clean_single), percent(accuracy["digitrec"]),
-         percent(accuracy["naive"]), errors_ratio(accuracy["digitrec"], accuracy["naive"]),
-         "at most 0.5 points under clean", f"{'yes' if gap <= 0.5 else 'no'} ({gap:.2f} points under)"],
-        [f"numbers of 2-8 digits read fully right ({len(numbers):,} photos)", percent(clean_numbers),
-         percent(numbers_right["digitrec"]), percent(numbers_right["naive"]),
-         errors_ratio(numbers_right["digitrec"], numbers_right["naive"]), "at least 97%",
-         "yes" if numbers_right["digitrec"] >= 0.97 else "no"],
-        [f"1000x300 photos of six digits read fully right ({len(six)} photos)", percent(clean(six)),
-         percent(six_right["digitrec"]), percent(six_right["naive"]),
-         errors_ratio(six_right["digitrec"], six_right["naive"]), "", ""],
-        [f"numbers of 2-4 digits, two of them touching ({len(touching)} photos)", percent(clean(touching)),
-         percent(touching_right["digitrec"]), percent(touching_right["naive"]),
-         errors_ratio(touching_right["digitrec"], touching_right["naive"]), "at least 95%",
-         "yes" if touching_right["digitrec"] >= 0.95 else "no"],
-        *(ungoaled_row(shows, photos) for shows, photos in (
-            ("in small pictures, 20-63 px high", small), ("on a sheet with a table or a frame around it", framed),
-            ("turned 1-10 degrees in an editor, the corners filled", turned))),
-        ["one digit, end to end, median CPU ms (wall ms)", "",
-         f"{milliseconds['single']['digitrec']:.2f} ({wall['single']['digitrec']:.2f})",
-         f"{milliseconds['single']['naive']:.2f} ({wall['single']['naive']:.2f})", time_ratio("single"),
-         "at most 5 ms", "yes" if milliseconds["single"]["digitrec"] <= 5 else "no"],
-        ["1000x300 photo of six digits, end to end, median CPU ms (wall ms)", "",
-         f"{milliseconds['six']['digitrec']:.2f} ({wall['six']['digitrec']:.2f})",
-         f"{milliseconds['six']['naive']:.2f} ({wall['six']['naive']:.2f})", time_ratio("six"),
-         "at most 30 ms", "yes" if milliseconds["six"]["digitrec"] <= 30 else "no"],
-    ]
-    paper, paper_photos, paper_answers = paper_rows(images, labels, loaded, args.paper, args.seed, clean)
+    results = {kind: read_all(photos[kind], loaded) for kind in ("single", "number", "six", "touching", *UNGOALED)}
+    rows = reading_rows(bench, photos, results)
+    rows += [speed_row("one digit", results["single"], 5), speed_row("1000x300 photo of six digits", results["six"], 30)]
+    paper, paper_photos, paper_answers = paper_rows(bench.images, bench.labels, loaded, args.paper, args.seed, bench.clean)
     rows += paper
     rows.append(closer_row(paper_photos, paper_answers, loaded))
-    rows.append(big_page_row(images, labels, loaded, args.seed))
-    body = table(["", "clean MNIST (ceiling)", "digitrec", "naive baseline", "digitrec vs baseline", "goal", "met"], rows)
+    rows.append(big_page_row(bench.images, bench.labels, loaded, args.seed))
+    body = table(HEADER, rows)
     print(body)
     if not args.no_write:
-        epoch = f" (epoch {loaded.metadata['epoch']})" if "epoch" in loaded.metadata else ""
-        notes = (f"Model: {loaded.name} from {loaded.source}{epoch}. Photos from `benchmarks/make_photos.py` with seed "
-                 f"{args.seed}; end to end means from the encoded JPEG bytes to the digits, on one thread; the speed "
-                 "goals are judged on CPU time, the work itself, as wall-clock time on a shared CPU also "
-                 "holds the waits for a core. The naive "
-                 "baseline resizes the whole photo to 28x28 (inverted when the paper is light) and, for numbers, is "
-                 "told how many digits to cut it into. "
-                 f"Of the {len(wrong)} numbers digitrec reads wrong, {model_errors} hold a digit the model misreads "
-                 "even as MNIST has it; the rest are the photo's doing. Without the line reader, which reads wide "
-                 "and unsure digits' lines whole, digitrec cuts wide digits in two instead: then it reads "
-                 f"{percent(right_with(numbers, loaded, whole_lines=False))} of the numbers and "
-                 f"{percent(right_with(touching, loaded, whole_lines=False))} of the ones with touching digits; "
-                 f"with neither, {percent(right_with(numbers, loaded, whole_lines=False, split_margin=float('inf')))} "
-                 f"and {percent(right_with(touching, loaded, whole_lines=False, split_margin=float('inf')))}.")
-        write_section("read_photos", "Reading photos (`digitrec predict`)", notes + "\n\n" + body)
+        write_section("read_photos", "Reading photos (`digitrec predict`)",
+                      notes(bench, photos["number"], photos["touching"], results["number"][0], args.seed) + "\n\n" + body)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def alive(port: int) -> bool:
         return False
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="run folder or weights (default: the shipped best weights)")
     parser.add_argument("--data", help="MNIST folder (default: DIGITREC_DATA or the cache)")
@@ -222,8 +222,44 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes to try")
     parser.add_argument("--backend", default="torch", help="torch or onnx (see `digitrec serve --backend`)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def serve_phases(args: argparse.Namespace, workers: int, single: list[bytes], photo: list[bytes], count: int,
+                 digit_baseline: Phase, photo_baseline: Phase) -> tuple[list[list], list, str]:
+    """A server with `workers` processes under the digit phases (flat out, the offered rate, twice it)
+    and the photo phase: their rows, and a note on whether the goal held and the server survived."""
+    server, port = start_server(args.model, args.backend, workers)
+    label = f"serve --workers {workers}"
+    phases, digit_rows = [], []
+    try:
+        for name, clients, rate in ((f"{args.clients} clients flat out", args.clients, None),
+                                    (f"offered {args.rate:.0f}/s", connections(args.rate), args.rate),
+                                    (f"offered {2 * args.rate:.0f}/s (twice)", connections(2 * args.rate),
+                                     2 * args.rate)):
+            phase = asyncio.run(run_phase(Phase(f"{label}: {name}"), port, single, clients, count,
+                                          args.seconds, rate))
+            phases.append(phase)
+            digit_rows.append(phase.row(digit_baseline.rate))
+            print(digit_rows[-1], flush=True)
+        survived = alive(port)
+        phase = asyncio.run(run_phase(Phase(f"{label}: {args.clients} clients flat out"), port, photo,
+                                      args.clients, count, args.seconds, None))
+        photo_row = phase.row(photo_baseline.rate)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    offered, twice = phases[-2:]
+    met = offered.answered >= 0.95 * sum(offered.statuses.values()) and offered.percentile(99) < 50 \
+        and not offered.failures
+    note = (f"`--workers {workers}`: goal at {args.rate:.0f}/s {'met' if met else 'NOT met'}; at twice "
+            f"that, {twice.failures} errors, {twice.statuses[503]:,} refused with 503, and the server "
+            f"{'still answered' if survived else 'did NOT answer'} /health right after.")
+    return digit_rows, photo_row, note
+
+
+def main() -> None:
+    args = parse_arguments()
     import torch
 
     from digitrec.inference import open_model
@@ -244,32 +280,10 @@ def main() -> None:
     photo_baseline = in_process(name, photos, loaded, False, count, args.seconds)
     digit_rows, photo_rows, notes = [digit_baseline.row(None)], [photo_baseline.row(None)], []
     for workers in args.workers:
-        server, port = start_server(args.model, args.backend, workers)
-        label = f"serve --workers {workers}"
-        phases = []
-        try:
-            for name, clients, rate in ((f"{args.clients} clients flat out", args.clients, None),
-                                        (f"offered {args.rate:.0f}/s", connections(args.rate), args.rate),
-                                        (f"offered {2 * args.rate:.0f}/s (twice)", connections(2 * args.rate),
-                                         2 * args.rate)):
-                phase = asyncio.run(run_phase(Phase(f"{label}: {name}"), port, single, clients, count,
-                                              args.seconds, rate))
-                phases.append(phase)
-                digit_rows.append(phase.row(digit_baseline.rate))
-                print(digit_rows[-1], flush=True)
-            survived = alive(port)
-            phase = asyncio.run(run_phase(Phase(f"{label}: {args.clients} clients flat out"), port, photo,
-                                          args.clients, count, args.seconds, None))
-            photo_rows.append(phase.row(photo_baseline.rate))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        offered, twice = phases[-2:]
-        met = offered.answered >= 0.95 * sum(offered.statuses.values()) and offered.percentile(99) < 50 \
-            and not offered.failures
-        notes.append(f"`--workers {workers}`: goal at {args.rate:.0f}/s {'met' if met else 'NOT met'}; at twice "
-                     f"that, {twice.failures} errors, {twice.statuses[503]:,} refused with 503, and the server "
-                     f"{'still answered' if survived else 'did NOT answer'} /health right after.")
+        rows, photo_row, note = serve_phases(args, workers, single, photo, count, digit_baseline, photo_baseline)
+        digit_rows += rows
+        photo_rows.append(photo_row)
+        notes.append(note)
     rows = [["28x28 digit", *row] for row in digit_rows] + [["600x200 photo, 4 digits", *row] for row in photo_rows]
 
     header = ["request", "phase", "sent", "answered/s", "vs baseline", "p50 ms", "p99 ms", "other answers",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown import table, write_section  # noqa: E402
 
 THRESHOLDS = (0.98, 0.99, 0.995)
 
@@ -214,7 +216,7 @@ def best_from_runs(run_dirs: list[str], data_dir: str) -> tuple[dict, list[list[
     return {"curve": mean_curve, "peak_mb": float("nan"), "runs": len(run_dirs)}, rows
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="MNIST folder (default: $DIGITREC_DATA)")
     parser.add_argument("--only", help=argparse.SUPPRESS)
@@ -225,16 +227,63 @@ def main() -> None:
                         "(one per seed) instead of training it; also scores each with --tta and all as an ensemble")
     parser.add_argument("--train-best", action="store_true", help="train `best` here too (about 12 minutes with bfloat16, 25 without)")
     args = parser.parse_args()
-    import os
-
     args.data = args.data or os.environ.get("DIGITREC_DATA")
     if not args.data:
         parser.error("give --data DIR or set DIGITREC_DATA")
+    return args
+
+
+def seconds_per_epoch(result: dict) -> float:
+    return result["curve"][-1][0] / len(result["curve"])
+
+
+def recipe_rows(results: dict[str, dict], fast_runs: list[dict]) -> list[list]:
+    """A row per recipe (fast: the mean of its seeds, its first seed's curve), speeds against the lab's
+    and pytorch/examples' epochs."""
+    labels = {"lab": "lab recipe (per-sample DataLoader)", "examples": "pytorch/examples recipe (per-sample)",
+              "tutorial": "digitrec tutorial", "fast": f"digitrec fast (mean of {len(fast_runs)} seeds)",
+              "mlp": "digitrec mlp",
+              "best": f"digitrec best (mean of {results['best'].get('runs', 1)} seeds)" if "best" in results else ""}
+    lab_epoch, examples_epoch = seconds_per_epoch(results["lab"]), seconds_per_epoch(results["examples"])
+    fast = {"curve": fast_runs[0]["curve"], "epoch": sum(map(seconds_per_epoch, fast_runs)) / len(fast_runs),
+            "accuracy": sum(run["curve"][-1][1] for run in fast_runs) / len(fast_runs),
+            "peak_mb": max(run["peak_mb"] for run in fast_runs)}
+    named = [(name, result) for name, result in results.items() if name in ("lab", "examples", "tutorial")]
+    named += [("fast", fast)] + [(name, result) for name, result in results.items() if name in ("mlp", "best")]
+    rows = []
+    for name, result in named:
+        epoch = result.get("epoch") or seconds_per_epoch(result)
+        accuracy = result.get("accuracy", result["curve"][-1][1])
+        rows.append([labels[name], len(result["curve"]), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x",
+                     f"{examples_epoch / epoch:.2f}x", *[time_to(result["curve"], threshold) for threshold in THRESHOLDS],
+                     f"{100 * accuracy:.2f}%", f"{result['peak_mb']:.0f}"])
+    return rows
+
+
+def notes_text(results: dict[str, dict], fast_runs: list[dict], best_runs: list[str] | None,
+               best_rows: list[list[str]]) -> str:
+    fast_detail = ", ".join(f"seed {seed}: {100 * run['curve'][-1][1]:.2f}% in {run['curve'][-1][0]:.1f} s of training, "
+                            f"{run['command_seconds']:.1f} s for the whole command"
+                            for seed, run in enumerate(fast_runs, start=1))
+    lab_curve = ", ".join(f"{100 * accuracy:.2f}%" for _, accuracy in results["lab"]["curve"])
+    notes = (f"\n\nTimes are training seconds (test passes excluded), cumulative at each epoch's test. "
+             f"`fast` per seed: {fast_detail}. The lab recipe's accuracy after each epoch: {lab_curve}. "
+             f"Peak MB is the process's maximum resident memory. The lab's data path takes each step "
+             f"torchvision's `MNIST` with `ToTensor` and `Normalize` takes, per sample (`per_sample_loaders` "
+             f"above); pytorch/examples' recipe reads its data the same way.")
+    if best_rows:
+        notes += (f" `best` comes from the finished runs {', '.join(best_runs)} (their checkpoints' histories), "
+                  "not retrained here; each of them, with test-time augmentation (`digitrec evaluate RUN --tta`: "
+                  "the mean over the image and its four one-pixel shifts) and as one ensemble (`digitrec evaluate "
+                  "RUN RUN RUN`, the mean of their probabilities):\n\n"
+                  + table(["best run", "training time", "test accuracy", "with --tta"], best_rows))
+    return notes
+
+
+def main() -> None:
+    args = parse_arguments()
     if args.only:
         return child(args)
-
-    from markdown import table, write_section
-
     print("Measuring, one recipe at a time:", flush=True)
     results = {"lab": measure("lab", args), "examples": measure("examples", args),
                "tutorial": measure("tutorial", args)}
@@ -245,48 +294,10 @@ def main() -> None:
         results["best"], best_rows = best_from_runs(args.best_run, args.data)
     elif args.train_best:
         results["best"] = measure("best", args)
-
-    def seconds_per_epoch(result: dict) -> float:
-        return result["curve"][-1][0] / len(result["curve"])
-
-    lab_epoch, examples_epoch = seconds_per_epoch(results["lab"]), seconds_per_epoch(results["examples"])
-    rows = []
-    labels = {"lab": "lab recipe (per-sample DataLoader)", "examples": "pytorch/examples recipe (per-sample)",
-              "tutorial": "digitrec tutorial", "mlp": "digitrec mlp",
-              "best": f"digitrec best (mean of {results['best'].get('runs', 1)} seeds)" if "best" in results else ""}
-    for name, result in results.items():
-        epoch = seconds_per_epoch(result)
-        rows.append([labels[name], len(result["curve"]), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x",
-                     f"{examples_epoch / epoch:.2f}x",
-                     *[time_to(result["curve"], threshold) for threshold in THRESHOLDS],
-                     f"{100 * result['curve'][-1][1]:.2f}%", f"{result['peak_mb']:.0f}"])
-    fast_accuracies = [run["curve"][-1][1] for run in fast_runs]
-    fast_train = [run["curve"][-1][0] for run in fast_runs]
-    fast_epoch = sum(fast_train) / len(fast_train)
-    rows.insert(3, [f"digitrec fast (mean of {len(fast_runs)} seeds)", len(fast_runs[0]["curve"]),
-                    f"{fast_epoch:.1f}", f"{lab_epoch / fast_epoch:.2f}x", f"{examples_epoch / fast_epoch:.2f}x",
-                    *[time_to(fast_runs[0]["curve"], threshold) for threshold in THRESHOLDS],
-                    f"{100 * sum(fast_accuracies) / len(fast_accuracies):.2f}%",
-                    f"{max(run['peak_mb'] for run in fast_runs):.0f}"])
     header = ["recipe", "epochs", "s/epoch", "speed vs lab", "speed vs examples", "time to 98%", "time to 99%",
               "time to 99.5%", "final accuracy", "peak MB"]
-    body = table(header, rows)
-    fast_detail = ", ".join(f"seed {seed}: {100 * accuracy:.2f}% in {seconds:.1f} s of training, "
-                            f"{run['command_seconds']:.1f} s for the whole command"
-                            for seed, (accuracy, seconds, run) in
-                            enumerate(zip(fast_accuracies, fast_train, fast_runs), start=1))
-    lab_curve = ", ".join(f"{100 * accuracy:.2f}%" for _, accuracy in results["lab"]["curve"])
-    notes = (f"\n\nTimes are training seconds (test passes excluded), cumulative at each epoch's test. "
-             f"`fast` per seed: {fast_detail}. The lab recipe's accuracy after each epoch: {lab_curve}. "
-             f"Peak MB is the process's maximum resident memory. The lab's data path takes each step "
-             f"torchvision's `MNIST` with `ToTensor` and `Normalize` takes, per sample (`per_sample_loaders` "
-             f"above); pytorch/examples' recipe reads its data the same way.")
-    if best_rows:
-        notes += (f" `best` comes from the finished runs {', '.join(args.best_run)} (their checkpoints' histories), "
-                  "not retrained here; each of them, with test-time augmentation (`digitrec evaluate RUN --tta`: "
-                  "the mean over the image and its four one-pixel shifts) and as one ensemble (`digitrec evaluate "
-                  "RUN RUN RUN`, the mean of their probabilities):\n\n"
-                  + table(["best run", "training time", "test accuracy", "with --tta"], best_rows))
+    body = table(header, recipe_rows(results, fast_runs))
+    notes = notes_text(results, fast_runs, args.best_run, best_rows)
     print(body + notes)
     write_section("train_speed", "Training speed and accuracy (MNIST)", body + notes)
 
