@@ -49,9 +49,10 @@ best-seeds: install
 
 # The line reader that ships in the package (docs/line-reader-card.md): a CNN + BiGRU with a CTC head,
 # trained on lines composed from MNIST training digits, its weights as safetensors and a checked ONNX
-# export. About 25 minutes on one core of this CPU (it trains with one thread, by the clock).
+# export. About 25 minutes on both cores (it trains by the clock: on a CPU half as fast, one thread
+# got half the shipped weights' 2,702 steps and read fewer touching photos right; docs/line-reader-card.md).
 line-reader: install
-	$(BIN)/python -m digitrec.line_training --out $(WEIGHTS) --minutes 25
+	$(BIN)/python -m digitrec.line_training --out $(WEIGHTS) --minutes 25 --threads 2
 
 # The `best` preset on Fashion-MNIST (docs/benchmarks.md), about 12 minutes.
 fashion: install
