@@ -287,7 +287,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section("read_photos", "Reading photos (`digitrec predict`)",
-                      notes(bench, photos["number"], photos["touching"], results["number"][0], args.seed) + "\n\n" + body)
+                      notes(bench, photos["number"], photos["touching"], results["number"]["digitrec"][0], args.seed) + "\n\n" + body)
 
 
 if __name__ == "__main__":

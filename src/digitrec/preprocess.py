@@ -54,8 +54,12 @@ INK_OFF, ISLAND_INK = 0.15, 0.01
 # An editor's fill (fill_level): one level at all four corners to CORNER_SPREAD, or, JPEG'd, to
 # JPEG_SPREAD where each corner's even patch ends in a step within one of FILL_WINDOWS (px). On the
 # copy, fill is what lies within FILL_SPREAD of its level, and the sheet it surrounds is FILL_SHEET of
-# the picture at least (a 10-degree turn of a long strip: 47%).
-CORNER_SPREAD, JPEG_SPREAD = 1.5 / 255, 6 / 255
+# the picture at least (a 10-degree turn of a long strip: 47%). JPEG's ringing spreads a fill's corners
+# over up to 9 grey steps: with JPEG_SPREAD at 6, turned photos of seeds 0-3 (make_photos, 800) read 747
+# right, at 12 752, none fewer; each corner's patch is still what lies within PATCH_SPREAD of the level
+# (at 12 too, 755 read right, but read_conditions lost 5 notebook and form photos at half the light,
+# faded or blurred, and small pictures 1 of 500: a lens's gradient passed for a fill's edge).
+CORNER_SPREAD, JPEG_SPREAD, PATCH_SPREAD = 1.5 / 255, 12 / 255, 6 / 255
 FILL_WINDOWS = (32, 128)
 FILL_SPREAD = 0.02
 FILL_SHEET = 0.4
@@ -390,7 +394,7 @@ def _fill_ends(gray: Image.Image, level: float, towards: float, right: bool, bot
         x, y = (width - side) * right, (height - side) * bottom
         window = np.asarray(gray.crop((x, y, x + side, y + side)), np.float32) / 255
         window = window[::-1 if bottom else 1, ::-1 if right else 1]  # the picture's corner at [0, 0]
-        pieces, _ = ndimage.label(np.abs(window - level) <= JPEG_SPREAD)
+        pieces, _ = ndimage.label(np.abs(window - level) <= PATCH_SPREAD)
         patch = pieces == pieces[0, 0] if pieces[0, 0] else np.zeros(window.shape, bool)
         if patch.mean() <= 0.9:
             beyond = ndimage.binary_dilation(patch, iterations=3) & ~ndimage.binary_dilation(patch)
