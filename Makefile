@@ -50,7 +50,7 @@ best-seeds: install
 # The line reader that ships in the package (docs/line-reader-card.md): a CNN + BiGRU with a CTC head,
 # trained on lines composed from MNIST training digits, its weights as safetensors and a checked ONNX
 # export. About 25 minutes on both cores (it trains by the clock: on a CPU half as fast, one thread
-# got half the shipped weights' 2,702 steps and read fewer touching photos right; docs/line-reader-card.md).
+# got 1,537 steps, not the shipped weights' 2,702, and read fewer touching photos right; docs/line-reader-card.md).
 line-reader: install
 	$(BIN)/python -m digitrec.line_training --out $(WEIGHTS) --minutes 25 --threads 2
 

@@ -245,18 +245,17 @@ def recipe_rows(results: dict[str, dict], fast_runs: list[dict]) -> list[list]:
               "mlp": "digitrec mlp",
               "best": f"digitrec best (mean of {results['best'].get('runs', 1)} seeds)" if "best" in results else ""}
     lab_epoch, examples_epoch = seconds_per_epoch(results["lab"]), seconds_per_epoch(results["examples"])
-    fast = {"curve": fast_runs[0]["curve"], "epoch": sum(map(seconds_per_epoch, fast_runs)) / len(fast_runs),
-            "accuracy": sum(run["curve"][-1][1] for run in fast_runs) / len(fast_runs),
-            "peak_mb": max(run["peak_mb"] for run in fast_runs)}
-    named = [(name, result) for name, result in results.items() if name in ("lab", "examples", "tutorial")]
-    named += [("fast", fast)] + [(name, result) for name, result in results.items() if name in ("mlp", "best")]
+    # Each recipe's curve (fast: its first seed's), seconds an epoch, final accuracy and peak MB.
+    summaries = {name: (result["curve"], seconds_per_epoch(result), result["curve"][-1][1], result["peak_mb"])
+                 for name, result in results.items()}
+    summaries["fast"] = (fast_runs[0]["curve"], sum(map(seconds_per_epoch, fast_runs)) / len(fast_runs),
+                         sum(run["curve"][-1][1] for run in fast_runs) / len(fast_runs),
+                         max(run["peak_mb"] for run in fast_runs))
     rows = []
-    for name, result in named:
-        epoch = result.get("epoch") or seconds_per_epoch(result)
-        accuracy = result.get("accuracy", result["curve"][-1][1])
-        rows.append([labels[name], len(result["curve"]), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x",
-                     f"{examples_epoch / epoch:.2f}x", *[time_to(result["curve"], threshold) for threshold in THRESHOLDS],
-                     f"{100 * accuracy:.2f}%", f"{result['peak_mb']:.0f}"])
+    for name in [name for name in labels if name in summaries]:
+        curve, epoch, accuracy, peak_mb = summaries[name]
+        rows.append([labels[name], len(curve), f"{epoch:.1f}", f"{lab_epoch / epoch:.2f}x", f"{examples_epoch / epoch:.2f}x",
+                     *[time_to(curve, threshold) for threshold in THRESHOLDS], f"{100 * accuracy:.2f}%", f"{peak_mb:.0f}"])
     return rows
 
 

@@ -30,14 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from make_photos import make_photo  # noqa: E402
 
-from digitrec.augmentation import augment_batch  # noqa: E402
+from digitrec.augmentation import augment  # noqa: E402
 from digitrec.checkpoint import LoadedModel, export_weights, load_model  # noqa: E402
-from digitrec.config import TrainConfig  # noqa: E402
+from digitrec.config import Schedule, TrainConfig  # noqa: E402
 from digitrec.data import Dataset, load_dataset  # noqa: E402
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.preprocess import decode_image, preprocess_page  # noqa: E402
-from digitrec.training import (TrainingState, WeightAverage, make_config, make_optimizer, memory_layout,  # noqa: E402
-                               test, train_step)
+from digitrec.training import (TrainingState, WeightAverage, make_config, make_optimizer, make_scheduler,  # noqa: E402
+                               memory_layout, test, train_step)
 
 # The recipe. Measured on the shipped `best` (seed 1) in fp32, judged on MNIST's test split and on the
 # 29,485 digits the reader cuts out of photos of MNIST *test* digits (seeds 0-4 of the twelve kinds
@@ -98,17 +98,17 @@ def collect_photo_digits(data_dir: str | None, workers: int) -> tuple[torch.Tens
 def fine_tune(loaded: LoadedModel, data: Dataset, photo_images: torch.Tensor, photo_labels: torch.Tensor,
               recipe: TrainConfig) -> LoadedModel:
     """TUNED_SHARE of the way from the model to its averaged weights after EPOCHS epochs of MNIST
-    batches with PHOTO_SHARE of photo digits, each step the preset's own (`train_step`)."""
+    batches with PHOTO_SHARE of photo digits, each step, augmentation and optimizer the preset's own, its
+    schedule one-cycle to PEAK_LR."""
     torch.manual_seed(recipe.seed)  # dropout's draws: the same weights every time
-    recipe = replace(recipe, lr=PEAK_LR, epochs=EPOCHS)
+    recipe = replace(recipe, lr=PEAK_LR, epochs=EPOCHS, schedule=Schedule.ONECYCLE)
     model, mean, std = copy.deepcopy(loaded.model), loaded.mean, loaded.std
     generator = torch.Generator().manual_seed(recipe.seed)
     train_images = data.train_images.unsqueeze(1).float().div(255)
     photos = photo_images.unsqueeze(1).float().div(255)
     optimizer = make_optimizer(recipe, model)
     steps_per_epoch = len(train_images) // BATCH
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=EPOCHS * steps_per_epoch,
-                                                    pct_start=WARMUP)
+    scheduler = make_scheduler(recipe, optimizer, steps_per_epoch, warm_up=WARMUP)
     average = WeightAverage(model, AVERAGE_DECAY, warm_up=False)  # from trained weights: no warm-up
     state = TrainingState(model, optimizer, scheduler, average, generator, generator, generator.get_state())
     from_photos = int(BATCH * PHOTO_SHARE)
@@ -118,7 +118,7 @@ def fine_tune(loaded: LoadedModel, data: Dataset, photo_images: torch.Tensor, ph
         for batch in range(steps_per_epoch):
             picked = order[batch * BATCH:(batch + 1) * BATCH - from_photos]
             extra = torch.randint(0, len(photos), (from_photos,), generator=generator)
-            images = augment_batch(torch.cat([train_images[picked], photos[extra]]), generator)
+            images = augment(torch.cat([train_images[picked], photos[extra]]), recipe.augment, generator)
             targets = torch.cat([data.train_labels[picked], photo_labels[extra]])
             inputs = ((images - mean) / std).contiguous(memory_format=memory_layout(recipe))
             loss = train_step(state, model, inputs, targets, recipe)

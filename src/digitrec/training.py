@@ -65,12 +65,13 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return adaptive[config.optimizer](parameters, lr=config.lr, **options)
 
 
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                   warm_up: float = 0.25) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The config's schedule over its epochs; one-cycle rises for `warm_up` of the steps."""
     if config.schedule == Schedule.ONECYCLE:
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
-            pct_start=0.25, cycle_momentum=config.optimizer in (Optimizer.SGD, Optimizer.NESTEROV))
+            pct_start=warm_up, cycle_momentum=config.optimizer in (Optimizer.SGD, Optimizer.NESTEROV))
     if config.schedule == Schedule.STEP:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=steps_per_epoch, gamma=config.gamma)
     return None
